@@ -1,0 +1,2 @@
+// Filled in by the block-schedule work.
+namespace ofrt {}  // namespace ofrt
