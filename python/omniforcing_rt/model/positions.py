@@ -1,0 +1,96 @@
+"""Latent-to-media coordinates: the position tensors that feed RoPE, and the media rates.
+
+LTX-2 gives every token a [start, end) bound per axis and uses the midpoint (``use_middle_indices_grid``):
+
+* video time, in seconds: latent frame k covers pixel frames [max(0, 8k-7), max(0, 8k+1)) at 24 fps
+  (the causal VAE's first latent holds a single frame);
+* video space, in pixels: latent row h covers [32h, 32h+32), same for columns;
+* audio time, in seconds: audio latent j covers mel frames [max(0, 4j-3), 4j+1) at 100 mel frames/s.
+
+Positions are built in float64 and handed to the model as float32, exactly as the official
+patchifiers do (spec A.9). Absolute indices are kept: streaming block k simply starts its range at
+the block's first latent, so cached keys carry absolute time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "AUDIO_LATENT_MEL_STRIDE",
+    "AUDIO_MEL_FRAMES_PER_S",
+    "AUDIO_SAMPLES_PER_MEL",
+    "AUDIO_SAMPLE_RATE",
+    "VIDEO_FPS",
+    "VIDEO_SPATIAL_STRIDE",
+    "VIDEO_TEMPORAL_STRIDE",
+    "audio_latent_bounds_s",
+    "audio_positions",
+    "video_latent_bounds_s",
+    "video_positions",
+]
+
+VIDEO_FPS = 24
+"""Output video frame rate."""
+VIDEO_TEMPORAL_STRIDE = 8
+"""Pixel frames per video latent frame (the first latent holds 1)."""
+VIDEO_SPATIAL_STRIDE = 32
+"""Pixels per latent row/column."""
+AUDIO_MEL_FRAMES_PER_S = 100
+"""Mel frames per second at the audio VAE input (16 kHz, hop 160)."""
+AUDIO_LATENT_MEL_STRIDE = 4
+"""Mel frames per audio latent (the first latent holds 1)."""
+AUDIO_SAMPLE_RATE = 24_000
+"""Vocoder output sample rate."""
+AUDIO_SAMPLES_PER_MEL = AUDIO_SAMPLE_RATE // AUDIO_MEL_FRAMES_PER_S
+"""Vocoder upsampling factor (240)."""
+
+
+def video_latent_bounds_s(start: int, count: int) -> torch.Tensor:
+    """[count, 2] float64 time bounds in seconds of video latent frames start..start+count-1."""
+    k = torch.arange(start, start + count, dtype=torch.float64)
+    s = VIDEO_TEMPORAL_STRIDE
+    lo = (s * k - (s - 1)).clamp(min=0)
+    hi = (s * k + 1).clamp(min=0)
+    return torch.stack([lo, hi], dim=-1) / VIDEO_FPS
+
+
+def audio_latent_bounds_s(start: int, count: int) -> torch.Tensor:
+    """[count, 2] float64 time bounds in seconds of audio latents start..start+count-1."""
+    j = torch.arange(start, start + count, dtype=torch.float64)
+    s = AUDIO_LATENT_MEL_STRIDE
+    lo = (s * j - (s - 1)).clamp(min=0)
+    hi = s * j + 1
+    return torch.stack([lo, hi], dim=-1) / AUDIO_MEL_FRAMES_PER_S
+
+
+def video_positions(
+    start_frame: int, num_frames: int, grid_h: int, grid_w: int, batch: int = 1
+) -> torch.Tensor:
+    """Video position bounds [B, 3, F*H*W, 2] (time s, row px, col px), f-major then h then w.
+
+    Args:
+        start_frame: absolute index of the first latent frame.
+        num_frames: number of latent frames F.
+        grid_h: latent rows H.
+        grid_w: latent columns W.
+        batch: batch size B (positions are identical across the batch).
+    """
+    t = video_latent_bounds_s(start_frame, num_frames)  # [F, 2]
+    rows = torch.arange(grid_h, dtype=torch.float64)
+    cols = torch.arange(grid_w, dtype=torch.float64)
+    st = VIDEO_SPATIAL_STRIDE
+    h = torch.stack([rows * st, rows * st + st], dim=-1)  # [H, 2]
+    w = torch.stack([cols * st, cols * st + st], dim=-1)  # [W, 2]
+    shape = (num_frames, grid_h, grid_w, 2)
+    tt = t[:, None, None, :].expand(shape)
+    hh = h[None, :, None, :].expand(shape)
+    ww = w[None, None, :, :].expand(shape)
+    pos = torch.stack([tt, hh, ww], dim=0).reshape(3, -1, 2)
+    return pos.to(torch.float32).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
+
+
+def audio_positions(start_latent: int, num_latents: int, batch: int = 1) -> torch.Tensor:
+    """Audio position bounds [B, 1, T, 2] in seconds for audio latents start..start+T-1."""
+    pos = audio_latent_bounds_s(start_latent, num_latents).to(torch.float32)
+    return pos.unsqueeze(0).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
