@@ -73,8 +73,14 @@ class Convention:
     reproduces the official code bit for bit; 'float64' keeps absolute-time angles exact for
     long streams (the angle grows ~1571 rad per second, beyond fp32 resolution after ~10 s)."""
 
+    position_style: str = "causal"
+    """How pipelines build RoPE positions: 'causal' (OmniForcing student code) or 'patchifier'
+    (LTX-2); they differ by float32 rounding only (see model/positions.py)."""
+
     def __post_init__(self) -> None:
         problems = []
+        if self.position_style not in ("causal", "patchifier"):
+            problems.append(f"position_style must be 'causal' or 'patchifier', got {self.position_style!r}")
         try:
             object.__setattr__(self, "rope_type", RopeType(self.rope_type))
         except ValueError:
@@ -97,7 +103,12 @@ class Convention:
     @classmethod
     def teacher(cls) -> Convention:
         """LTX-2 (real checkpoint header) convention: split, float64 grid, gate timestep 1000 sigma."""
-        return cls(rope_type=RopeType.SPLIT, frequencies_precision="float64", av_ca_timestep_scale_multiplier=1000.0)
+        return cls(
+            rope_type=RopeType.SPLIT,
+            frequencies_precision="float64",
+            av_ca_timestep_scale_multiplier=1000.0,
+            position_style="patchifier",
+        )
 
     @classmethod
     def from_metadata(cls, section: Mapping[str, Any]) -> Convention:
@@ -210,11 +221,6 @@ class ModelConfig:
     def av_cross_dim(self) -> int:
         """Inner dim of both A<->V attentions (= audio inner dim)."""
         return self.audio_cross_attention_dim
-
-    @property
-    def av_cross_head_dim(self) -> int:
-        """Head size of the A<->V attentions (heads = video heads)."""
-        return self.av_cross_dim // self.num_attention_heads
 
     @property
     def cross_pe_max_pos(self) -> int:

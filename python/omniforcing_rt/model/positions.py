@@ -7,9 +7,17 @@ LTX-2 gives every token a [start, end) bound per axis and uses the midpoint (``u
 * video space, in pixels: latent row h covers [32h, 32h+32), same for columns;
 * audio time, in seconds: audio latent j covers mel frames [max(0, 4j-3), 4j+1) at 100 mel frames/s.
 
-Positions are built in float64 and handed to the model as float32, exactly as the official
-patchifiers do (spec A.9). Absolute indices are kept: streaming block k simply starts its range at
-the block's first latent, so cached keys carry absolute time.
+Two styles exist because the two official code paths round differently in float32, and RoPE
+angles (~1.6e4 rad) amplify a one-ulp position difference to ~1e-4 in cos/sin:
+
+* ``"patchifier"`` (LTX-2 / teacher): bounds built in float64, cast to float32; the model takes the
+  midpoint in float32;
+* ``"causal"`` (OmniForcing student): the midpoint itself is computed in float32 from integer
+  frame bounds, ``((start + end) / 2) / 24`` for video and ``((start + end) / 2) * 160 / 16000``
+  for audio, and returned as a degenerate [mid, mid] bound (whose midpoint is exactly mid).
+
+Absolute indices are kept: streaming block k starts its range at the block's first latent, so
+cached keys carry absolute time.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ __all__ = [
     "VIDEO_SPATIAL_STRIDE",
     "VIDEO_TEMPORAL_STRIDE",
     "audio_latent_bounds_s",
+    "POSITION_STYLES",
     "audio_positions",
     "video_latent_bounds_s",
     "video_positions",
@@ -64,8 +73,32 @@ def audio_latent_bounds_s(start: int, count: int) -> torch.Tensor:
     return torch.stack([lo, hi], dim=-1) / AUDIO_MEL_FRAMES_PER_S
 
 
+POSITION_STYLES = ("patchifier", "causal")
+
+
+def _causal_video_time_s(start: int, count: int) -> torch.Tensor:
+    t = torch.arange(start, start + count, dtype=torch.float32)
+    s = VIDEO_TEMPORAL_STRIDE
+    lo = (t * s + 1 - s).clamp(min=0)
+    hi = ((t + 1) * s + 1 - s).clamp(min=0)
+    return (lo + hi) / 2.0 / VIDEO_FPS
+
+
+def _causal_audio_time_s(start: int, count: int) -> torch.Tensor:
+    t = torch.arange(start, start + count, dtype=torch.float32)
+    s = AUDIO_LATENT_MEL_STRIDE
+    lo = (t * s + 1 - s).clamp(min=0)
+    hi = ((t + 1) * s + 1 - s).clamp(min=0)
+    return (lo + hi) / 2.0 * 160 / 16000
+
+
+def _check_style(style: str) -> None:
+    if style not in POSITION_STYLES:
+        raise ValueError(f"position style must be one of {POSITION_STYLES}, got {style!r}")
+
+
 def video_positions(
-    start_frame: int, num_frames: int, grid_h: int, grid_w: int, batch: int = 1
+    start_frame: int, num_frames: int, grid_h: int, grid_w: int, batch: int = 1, style: str = "patchifier"
 ) -> torch.Tensor:
     """Video position bounds [B, 3, F*H*W, 2] (time s, row px, col px), f-major then h then w.
 
@@ -75,8 +108,14 @@ def video_positions(
         grid_h: latent rows H.
         grid_w: latent columns W.
         batch: batch size B (positions are identical across the batch).
+        style: "patchifier" (LTX-2) or "causal" (OmniForcing student), see the module docstring.
     """
-    t = video_latent_bounds_s(start_frame, num_frames)  # [F, 2]
+    _check_style(style)
+    if style == "causal":
+        mid = _causal_video_time_s(start_frame, num_frames)
+        t = torch.stack([mid, mid], dim=-1).to(torch.float64)
+    else:
+        t = video_latent_bounds_s(start_frame, num_frames)  # [F, 2]
     rows = torch.arange(grid_h, dtype=torch.float64)
     cols = torch.arange(grid_w, dtype=torch.float64)
     st = VIDEO_SPATIAL_STRIDE
@@ -90,7 +129,12 @@ def video_positions(
     return pos.to(torch.float32).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
 
 
-def audio_positions(start_latent: int, num_latents: int, batch: int = 1) -> torch.Tensor:
-    """Audio position bounds [B, 1, T, 2] in seconds for audio latents start..start+T-1."""
-    pos = audio_latent_bounds_s(start_latent, num_latents).to(torch.float32)
+def audio_positions(start_latent: int, num_latents: int, batch: int = 1, style: str = "patchifier") -> torch.Tensor:
+    """Audio position bounds [B, 1, T, 2] in seconds for audio latents start..start+T-1 (style as video)."""
+    _check_style(style)
+    if style == "causal":
+        mid = _causal_audio_time_s(start_latent, num_latents)
+        pos = torch.stack([mid, mid], dim=-1)
+    else:
+        pos = audio_latent_bounds_s(start_latent, num_latents).to(torch.float32)
     return pos.unsqueeze(0).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()

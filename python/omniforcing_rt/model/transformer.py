@@ -130,8 +130,9 @@ class AVBlock(nn.Module):
         self.attn2 = Attention(vd, cfg.cross_attention_dim, vh, vhd, eps)
         self.audio_attn1 = Attention(ad, ad, ah, ahd, eps)
         self.audio_attn2 = Attention(ad, cfg.audio_cross_attention_dim, ah, ahd, eps)
-        self.audio_to_video_attn = Attention(vd, ad, vh, cfg.av_cross_head_dim, eps)
-        self.video_to_audio_attn = Attention(ad, vd, vh, cfg.av_cross_head_dim, eps)
+        # Both A<->V attentions use the audio head layout (32 x 64 at 19B).
+        self.audio_to_video_attn = Attention(vd, ad, ah, ahd, eps)
+        self.video_to_audio_attn = Attention(ad, vd, ah, ahd, eps)
         self.ff = _FeedForward(vd)
         self.audio_ff = _FeedForward(ad)
         self.scale_shift_table = nn.Parameter(torch.empty(6, vd))
@@ -259,7 +260,8 @@ class AVTransformer(nn.Module):
         audio = rope_tables(audio_positions, cfg.audio_dim, cfg.audio_num_attention_heads, cfg.audio_positional_embedding_max_pos, th, conv, dtype)
         xmax = (cfg.cross_pe_max_pos,)
         vcross = rope_tables(video_positions[:, :1], cfg.av_cross_dim, cfg.num_attention_heads, xmax, th, conv, dtype)
-        across = rope_tables(audio_positions, cfg.av_cross_dim, cfg.num_attention_heads, xmax, th, conv, dtype)
+        # Split tables are cut per head with each stream's own head count, as LTX-2 does.
+        across = rope_tables(audio_positions, cfg.av_cross_dim, cfg.audio_num_attention_heads, xmax, th, conv, dtype)
         return RopeSet(video, identity_rows(*audio, sinks), vcross, identity_rows(*across, sinks))
 
     @staticmethod
