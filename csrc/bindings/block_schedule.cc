@@ -1,6 +1,8 @@
 // Bindings of include/ofrt/block_schedule.h. Python names, argument names, defaults and
 // keyword-only markers follow pipeline/layout.py, pipeline/schedule.py and model/positions.py,
 // so `_C.BlockLayout.create(...)` is a drop-in for `layout.BlockLayout.create(...)`.
+#include "ofrt/block_schedule.h"
+
 #include <pybind11/numpy.h>
 #include <pybind11/operators.h>
 #include <pybind11/pybind11.h>
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "bindings/bindings.h"
-#include "ofrt/block_schedule.h"
 
 namespace py = pybind11;
 
@@ -112,7 +113,9 @@ LayoutKind("release") / LayoutKind("paper") also work, as in layout.LayoutKind.)
 }
 
 void register_block_spec(py::module_& m) {
-  py::class_<BlockSpec>(m, "BlockSpec", R"doc(One causal block: latent ranges, token ranges and the media it decodes to.
+  py::class_<BlockSpec>(
+      m, "BlockSpec",
+      R"doc(One causal block: latent ranges, token ranges and the media it decodes to.
 
 Read-only; built by BlockLayout.block(k). Same fields as layout.BlockSpec.)doc")
       .def_readonly("index", &BlockSpec::index, "Block index k (0 = first block).")
@@ -215,12 +218,12 @@ void register_block_layout(py::module_& m) {
           py::arg("kind"), py::arg("video_latents"), py::arg("tokens_per_frame"), py::kw_only(),
           py::arg("block_frames") = 3, py::arg("first_block_frames") = py::none(),
           py::arg("audio_sink_tokens") = 0,
-          "The layout whose blocks use exactly ``video_latents`` latents (ConfigError if none does).")
+          "The layout whose blocks use exactly ``video_latents`` latents (ConfigError if none "
+          "does).")
       .def_static(
           "for_seconds",
-          [](const py::object& kind, double seconds, int64_t tokens_per_frame,
-             int64_t block_frames, std::optional<int64_t> first_block_frames,
-             int64_t audio_sink_tokens) {
+          [](const py::object& kind, double seconds, int64_t tokens_per_frame, int64_t block_frames,
+             std::optional<int64_t> first_block_frames, int64_t audio_sink_tokens) {
             return BlockLayout::for_seconds(
                 kind_from_py(kind), seconds, tokens_per_frame,
                 make_options(block_frames, first_block_frames, audio_sink_tokens));
@@ -270,7 +273,9 @@ void register_functions(py::module_& m) {
         "Audio latents spanning the same time as ``video_latents`` video latents from t = 0.");
   m.def(
       "video_latent_bounds_s",
-      [](int64_t start, int64_t count) { return bounds_array(video_latent_bounds_s(start, count)); },
+      [](int64_t start, int64_t count) {
+        return bounds_array(video_latent_bounds_s(start, count));
+      },
       py::arg("start"), py::arg("count"),
       R"doc([count, 2] float64 time bounds in seconds of video latent frames start..start+count-1.
 
@@ -278,7 +283,9 @@ Latent frame k covers pixel frames [max(0, 8k-7), max(0, 8k+1)) at 24 fps; RoPE 
 midpoint. Bit-identical to model.positions.video_latent_bounds_s (as a numpy array).)doc");
   m.def(
       "audio_latent_bounds_s",
-      [](int64_t start, int64_t count) { return bounds_array(audio_latent_bounds_s(start, count)); },
+      [](int64_t start, int64_t count) {
+        return bounds_array(audio_latent_bounds_s(start, count));
+      },
       py::arg("start"), py::arg("count"),
       R"doc([count, 2] float64 time bounds in seconds of audio latents start..start+count-1.
 

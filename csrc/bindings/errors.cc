@@ -2,7 +2,8 @@
 // the same name in omniforcing_rt.errors (so `except ConfigError` works whichever layer threw).
 // ConfigError / UnsupportedError are constructed with (message, problems / reasons), which lets
 // the Python constructor fill .problems / .reasons and format str(e) itself.
-#include <Python.h>
+#include "ofrt/errors.h"
+
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -10,7 +11,6 @@
 #include <string>
 
 #include "bindings/bindings.h"
-#include "ofrt/errors.h"
 
 namespace py = pybind11;
 
@@ -20,9 +20,9 @@ namespace {
 constexpr const char* kErrorsModule = "omniforcing_rt.errors";
 
 constexpr const char* kErrorClassNames[] = {
-    "OfrtError",          "ConfigError",  "InputError",         "CheckpointError",
-    "UnsupportedError",   "CacheCapacityError", "BackendError", "StreamAbortedError",
-    "EngineDeadError",
+    "OfrtError",       "ConfigError",        "InputError",
+    "CheckpointError", "UnsupportedError",   "CacheCapacityError",
+    "BackendError",    "StreamAbortedError", "EngineDeadError",
 };
 
 // Raises omniforcing_rt.errors.<class_name>(*args). Called with the GIL held (translators are).
@@ -34,8 +34,8 @@ void raise_as(const char* class_name, const py::tuple& args, const char* what) {
     py::object instance = cls(*args);
     PyErr_SetObject(cls.ptr(), instance.ptr());
   } catch (py::error_already_set& e) {
-    const std::string text = std::string(what) + " [" + class_name +
-                             " could not be raised: " + e.what() + "]";
+    const std::string text =
+        std::string(what) + " [" + class_name + " could not be raised: " + e.what() + "]";
     PyErr_SetString(PyExc_RuntimeError, text.c_str());
   }
 }

@@ -27,19 +27,19 @@ std::string check_message(const char* condition, const std::string& message, con
 
 }  // namespace ofrt::detail
 
-#define OFRT_THROW_AT_(ErrorType, condition_text, msg)                                      \
-  do {                                                                                      \
-    static_assert(std::is_base_of_v<::ofrt::Error, ::ofrt::ErrorType>,                      \
-                  "OFRT_CHECK: " #ErrorType " must derive from ofrt::Error");               \
-    std::ostringstream ofrt_check_stream_;                                                  \
-    ofrt_check_stream_ << msg;                                                              \
-    throw ::ofrt::ErrorType(                                                                \
-        ::ofrt::detail::check_message(condition_text, ofrt_check_stream_.str(), __FILE__, __LINE__)); \
+#define OFRT_THROW_AT_(ErrorType, condition_text, msg)                        \
+  do {                                                                        \
+    static_assert(std::is_base_of_v<::ofrt::Error, ::ofrt::ErrorType>,        \
+                  "OFRT_CHECK: " #ErrorType " must derive from ofrt::Error"); \
+    std::ostringstream ofrt_check_stream_;                                    \
+    ofrt_check_stream_ << msg;                                                \
+    throw ::ofrt::ErrorType(::ofrt::detail::check_message(                    \
+        condition_text, ofrt_check_stream_.str(), __FILE__, __LINE__));       \
   } while (false)
 
 //! Throws ofrt::ErrorType(msg + condition + file:line) when `cond` is false.
-#define OFRT_CHECK(cond, ErrorType, msg)              \
-  do {                                                \
+#define OFRT_CHECK(cond, ErrorType, msg)                \
+  do {                                                  \
     if (!(cond)) OFRT_THROW_AT_(ErrorType, #cond, msg); \
   } while (false)
 

@@ -75,9 +75,9 @@ int64_t audio_latents_for_video(int64_t video_latents) {
   // n = 1 + 25/3 * (video_latents - 1); must be a whole number.
   const int64_t rest = video_latents - 1;
   if (!audio_per_video_is_whole(rest)) {
-    throw ConfigError(kDefaultConfigErrorMessage,
-                      {int_str(video_latents) +
-                       " video latents do not span a whole number of audio latents"});
+    throw ConfigError(
+        kDefaultConfigErrorMessage,
+        {int_str(video_latents) + " video latents do not span a whole number of audio latents"});
   }
   int64_t scaled = 0;
   OFRT_CHECK(!mul_overflows(rest / kAudioPerVideoDen, kAudioPerVideoNum, &scaled), ConfigError,
@@ -179,8 +179,8 @@ BlockLayout BlockLayout::for_seconds(LayoutKind kind, double seconds, int64_t to
     throw ConfigError(kDefaultConfigErrorMessage,
                       {"seconds must be a positive number, got " + py_format::float_repr(seconds)});
   }
-  const double block_s =
-      static_cast<double>(probe.block_frames_ * kVideoTemporalStride) / static_cast<double>(kVideoFps);
+  const double block_s = static_cast<double>(probe.block_frames_ * kVideoTemporalStride) /
+                         static_cast<double>(kVideoFps);
   const double probe_s = probe.duration_s();
   auto invalid = [&]() {
     std::string valid;
@@ -195,7 +195,8 @@ BlockLayout BlockLayout::for_seconds(LayoutKind kind, double seconds, int64_t to
   };
   // Python's round() rounds half to even, as nearbyint does in the default rounding mode.
   const double k_real = std::max(0.0, std::nearbyint((seconds - probe_s) / block_s));
-  // C++ only: a block count beyond int64 (durations of ~1e14 years) cannot be represented.
+  // C++ only: keep the block count inside int64 (create() itself rejects any layout whose
+  // sizes overflow int64, i.e. clips longer than ~1e15 s; Python ints have no such limit).
   if (!(k_real < 4.0e18)) throw invalid();
   const auto k = static_cast<int64_t>(k_real);
   BlockLayout layout = create(kind, k + 1, tokens_per_frame, options);
@@ -228,9 +229,9 @@ int64_t BlockLayout::audio_samples() const {
 
 BlockSpec BlockLayout::block(int64_t k) const {
   if (k < 0 || k >= num_blocks_) {
-    throw ConfigError(kDefaultConfigErrorMessage, {"block index " + int_str(k) +
-                                                       " out of range [0, " +
-                                                       int_str(num_blocks_) + ")"});
+    throw ConfigError(
+        kDefaultConfigErrorMessage,
+        {"block index " + int_str(k) + " out of range [0, " + int_str(num_blocks_) + ")"});
   }
   const int64_t f0 = first_block_frames_;
   const int64_t f = block_frames_;
@@ -344,9 +345,9 @@ std::vector<float> ltx2_sigmas(int64_t steps, double shift, double terminal) {
   const int64_t halfway = n / 2;
   std::vector<float> sigmas(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    sigmas[static_cast<size_t>(i)] =
-        i < halfway ? std::fma(step, static_cast<float>(i), start)
-                    : std::fma(-step, static_cast<float>(n - i - 1), end);
+    sigmas[static_cast<size_t>(i)] = i < halfway
+                                         ? std::fma(step, static_cast<float>(i), start)
+                                         : std::fma(-step, static_cast<float>(n - i - 1), end);
   }
 
   // shifted = e^s / (e^s + (1 / sigma - 1)) on the non-zero entries; one_minus = 1 - shifted.
@@ -372,14 +373,16 @@ std::vector<float> ltx2_sigmas(int64_t steps, double shift, double terminal) {
 std::vector<float> student_sigmas(const std::vector<int64_t>& step_list, int64_t grid_steps) {
   std::vector<std::string> problems;
   if (step_list.empty()) problems.emplace_back("denoising_step_list is empty");
-  const bool out_of_range = std::any_of(step_list.begin(), step_list.end(),
-                                        [](int64_t t) { return t < 0 || t > 1000; });
+  const bool out_of_range =
+      std::any_of(step_list.begin(), step_list.end(), [](int64_t t) { return t < 0 || t > 1000; });
   if (out_of_range) {
     problems.push_back("denoising_step_list entries must lie in [0, 1000], got " +
                        py_format::int_list_repr(step_list));
   }
   bool decreasing = true;
-  for (size_t i = 1; i < step_list.size(); ++i) decreasing = decreasing && step_list[i - 1] > step_list[i];
+  for (size_t i = 1; i < step_list.size(); ++i) {
+    if (step_list[i - 1] <= step_list[i]) decreasing = false;
+  }
   if (!decreasing) {
     problems.push_back("denoising_step_list must be strictly decreasing, got " +
                        py_format::int_list_repr(step_list));

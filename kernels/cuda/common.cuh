@@ -25,3 +25,14 @@ typedef enum OfrtDtype {
 #ifdef __cplusplus
 }  // extern "C"
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//! Human-readable text of a cudaError_t returned by a launcher (for bindings without cudart).
+const char* ofrt_error_string(int error);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif

@@ -79,3 +79,5 @@ extern "C" cudaError_t ofrt_paged_kv_append(const OfrtPagedKvAppendParams* param
   }
   return cudaGetLastError();
 }
+
+extern "C" size_t ofrt_paged_kv_append_params_size(void) { return sizeof(OfrtPagedKvAppendParams); }

@@ -8,6 +8,8 @@
 //! page-table row, or whose page id is < 0 or >= num_pages, are skipped.
 #pragma once
 
+#include <stddef.h>
+
 #include "common.cuh"
 
 #ifdef __cplusplus
@@ -40,6 +42,9 @@ typedef struct OfrtPagedKvAppendParams {
 
 //! Enqueue the append on `stream`. Returns cudaErrorInvalidValue for bad arguments.
 cudaError_t ofrt_paged_kv_append(const OfrtPagedKvAppendParams* params, cudaStream_t stream);
+
+//! sizeof(OfrtPagedKvAppendParams), so bindings can check their struct mirror at load time.
+size_t ofrt_paged_kv_append_params_size(void);
 
 #ifdef __cplusplus
 }  // extern "C"

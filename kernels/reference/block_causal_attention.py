@@ -149,3 +149,59 @@ def block_causal_attention_dense(
         outs.append(o.to(q.dtype))
         lses.append(lse.float())
     return torch.stack(outs), torch.stack(lses)
+
+
+def _dense_backward_heads(
+    dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp64 gradients for one sequence: [Sq, Hq, D] / [Sk, Hk, D] in, (dq, dk, dv) out in fp64."""
+    group = q.shape[1] // k.shape[1]
+    kv_idx = torch.arange(q.shape[1], device=q.device) // group
+    qh, doh = q.transpose(0, 1).double(), dout.transpose(0, 1).double()
+    kh = k.index_select(1, kv_idx).transpose(0, 1).double()
+    vh = v.index_select(1, kv_idx).transpose(0, 1).double()
+    out, lse = _masked_softmax_attend(qh, kh, vh, visible, scale)
+    p = torch.where(
+        visible & torch.isfinite(lse)[..., None],
+        torch.exp(torch.matmul(qh, kh.transpose(-1, -2)) * scale - lse[..., None]),
+        0.0,
+    )
+    dv_h = torch.matmul(p.transpose(-1, -2), doh)
+    dp = torch.matmul(doh, vh.transpose(-1, -2))
+    ds = p * (dp - (doh * out).sum(-1, keepdim=True))
+    dq = torch.matmul(ds, kh) * scale
+    dk_h = torch.matmul(ds.transpose(-1, -2), qh) * scale
+    dk = torch.zeros(k.shape[1], *dk_h.shape[1:], dtype=torch.float64, device=q.device).index_add_(0, kv_idx, dk_h)
+    dv = torch.zeros_like(dk).index_add_(0, kv_idx, dv_h)
+    return dq.transpose(0, 1), dk.transpose(0, 1), dv.transpose(0, 1)
+
+
+def block_causal_attention_dense_backward(
+    dout: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_block_ids: torch.Tensor,
+    k_block_ids: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    sm_scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Explicit fp64 gradients (dq, dk, dv) of the dense form, in the input dtypes.
+
+    Same signature as the Triton ``dense_backward``; ``out`` and ``lse`` are accepted for that
+    reason but recomputed in fp64 (the reference never trusts a low-precision forward). This is
+    the CPU backward of the ``ofrt`` torch op: written out rather than taken from autograd
+    because a custom-op kernel runs below the autograd dispatch key, where a nested autograd
+    graph is not recorded under AOT tracing.
+    """
+    dims = validate_dense(q, k, v, q_block_ids, k_block_ids)
+    scale = default_scale(dims.head_dim, sm_scale)
+    qb = normalize_block_ids("q_block_ids", q_block_ids, dims.batch, dims.q_len)
+    kb = normalize_block_ids("k_block_ids", k_block_ids, dims.batch, dims.k_len)
+    grads: list[list[torch.Tensor]] = [[], [], []]
+    for b in range(dims.batch):
+        visible = kb[b][None, :] <= qb[b][:, None]
+        for acc, g, like in zip(grads, _dense_backward_heads(dout[b], q[b], k[b], v[b], visible, scale), (q, k, v)):
+            acc.append(g.to(like.dtype))
+    return torch.stack(grads[0]), torch.stack(grads[1]), torch.stack(grads[2])

@@ -123,9 +123,9 @@ struct BlockSpec {
 
 //! Keyword options of BlockLayout::create / for_video_latents / for_seconds.
 struct BlockLayoutOptions {
-  int64_t block_frames = 3;                     //!< video latents per later block
-  std::optional<int64_t> first_block_frames;    //!< default: 4 release, 1 paper
-  int64_t audio_sink_tokens = 0;                //!< audio sink tokens prepended to block 0
+  int64_t block_frames = 3;                   //!< video latents per later block
+  std::optional<int64_t> first_block_frames;  //!< default: 4 release, 1 paper
+  int64_t audio_sink_tokens = 0;              //!< audio sink tokens prepended to block 0
 };
 
 //! A clip cut into causal blocks. Every constructor validates and throws ConfigError listing every
@@ -133,8 +133,8 @@ struct BlockLayoutOptions {
 class BlockLayout {
  public:
   //! Validated construction (Python: BlockLayout(kind=..., ...) / __post_init__).
-  BlockLayout(LayoutKind kind, int64_t first_block_frames, int64_t block_frames,
-              int64_t num_blocks, int64_t tokens_per_frame, int64_t audio_sink_tokens = 0);
+  BlockLayout(LayoutKind kind, int64_t first_block_frames, int64_t block_frames, int64_t num_blocks,
+              int64_t tokens_per_frame, int64_t audio_sink_tokens = 0);
 
   //! Block-0 video latents of a layout kind: 4 (release) or 1 (paper).
   static int64_t default_first_block_frames(LayoutKind kind);

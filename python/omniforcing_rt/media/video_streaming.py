@@ -17,6 +17,8 @@ window edge coincides with the clip edge and the replicate padding is exact.
   offline decode up to float summation order. For LTX-2 that is L = R = 22 latents.
 - smaller L, R: an approximation whose error depends on the trained weights' decay and must be
   measured on the real decoder (spec 6.2).
+- a decoder with a ``res_x_y`` block (not LTX-2) has no finite support: its GroupNorm normalises
+  over all frames, so only an approximation is possible and :meth:`VideoStreamConfig.exact` refuses.
 
 Added latency: frames of latent j are emitted once latent ``j + R`` exists, i.e. ``R`` latents
 = ``8 R`` frames = ``R / 3`` s at 24 fps (22 latents = 7.3 s for exactness; with the release's
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from omniforcing_rt.errors import ConfigError, InputError
+from omniforcing_rt.errors import ConfigError, InputError, UnsupportedError
 from omniforcing_rt.media.video_vae import VideoDecoder, VideoDecoderConfig
 
 __all__ = ["VideoStreamConfig", "VideoStreamState", "decode_video_block", "video_temporal_support"]
@@ -43,7 +45,16 @@ def video_temporal_support(config: VideoDecoderConfig) -> tuple[int, int]:
 
     Valid for latents away from the clip start (latent 0 owns a single frame). For the 19B
     structure this returns (-180, 173) (spec 6.2).
+
+    Raises:
+        UnsupportedError: the decoder has a ``res_x_y`` block, whose one-group GroupNorm
+            normalises over the whole clip (all frames), so every output depends on every latent.
     """
+    if any(stage.kind == "res_x_y" for stage in config.stages()):
+        raise UnsupportedError(
+            "finite temporal support",
+            ["res_x_y blocks normalise their shortcut with GroupNorm over the whole clip (all frames)"],
+        )
 
     def conv(iv: tuple[int, int]) -> tuple[int, int]:
         return (iv[0], iv[1] + 2) if config.causal else (iv[0] - 1, iv[1] + 1)

@@ -84,6 +84,13 @@ class ComponentKeys:
                 return mod + key[len(ckpt) :]
         return None
 
+    def checkpoint_key(self, module_name: str) -> str:
+        """Checkpoint key of a module-relative name (the longest matching module prefix wins)."""
+        for ckpt, mod in sorted(self.prefixes, key=lambda p: len(p[1]), reverse=True):
+            if module_name.startswith(mod):
+                return ckpt + module_name[len(mod) :]
+        raise KeyError(module_name)
+
 
 VIDEO_DECODER_KEYS = ComponentKeys(
     "video decoder", (("vae.decoder.", ""), ("vae.per_channel_statistics.", "per_channel_statistics."))
@@ -140,10 +147,9 @@ def _check_keys(
     expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[str, Any]], keys: ComponentKeys
 ) -> None:
     problems = []
-    to_ckpt = {mod: ckpt for ckpt, mod in keys.prefixes}
     missing = sorted(set(expected) - set(found))
     if missing:
-        shown = [_checkpoint_key(m, to_ckpt) for m in missing]
+        shown = [keys.checkpoint_key(m) for m in missing]
         problems.append(f"missing {len(missing)} key(s): {', '.join(shown)}")
     unexpected = sorted(found[n][0] for n in set(found) - set(expected))
     if unexpected:
@@ -155,14 +161,6 @@ def _check_keys(
             problems.append(f"{key}: shape {list(shape)} in the checkpoint, the model expects {list(expected[name])}")
     if problems:
         raise CheckpointError(f"{keys.name} weights do not match its architecture:\n  - " + "\n  - ".join(problems))
-
-
-def _checkpoint_key(module_name: str, to_ckpt: Mapping[str, str]) -> str:
-    # Longest module prefix first so 'per_channel_statistics.' wins over ''.
-    for mod in sorted(to_ckpt, key=len, reverse=True):
-        if module_name.startswith(mod):
-            return to_ckpt[mod] + module_name[len(mod) :]
-    return module_name
 
 
 def load_component(
