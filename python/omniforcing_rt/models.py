@@ -67,7 +67,7 @@ def load_model(name_or_dir: str | Path = "default", dtype: torch.dtype | None = 
         meta = read_metadata(checkpoint_files(root / info["transformer"]))
         cfg = ModelConfig.from_metadata(meta or {}, audio_sink_tokens=int(info["audio_sink_tokens"]))
     model, _, _ = load_transformer(root / info["transformer"], generator=_opt(root, info, "generator"), config=cfg, dtype=dtype)
-    conv = Convention.teacher() if info.get("convention") == "teacher" else Convention.student()
+    conv = Convention.teacher() if info.get("convention") == "teacher" else Convention.streaming()
     stream = StreamConfig(
         latent_grid_hw=tuple(info["latent_grid_hw"]),
         layout_kind=LayoutKind(info.get("layout", "release")),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from omniforcing_rt.model.config import Convention
 from omniforcing_rt.model.positions import audio_positions, video_positions
 from omniforcing_rt.model.transformer import TEMPORAL_CACHES, TextContext
 from omniforcing_rt.pipeline.schedule import student_sigmas
@@ -54,7 +55,7 @@ def streaming_predictions(fx: TransformerFixture, text: TextContext) -> dict[str
     cfg = StreamConfig(
         latent_grid_hw=fx.grid_hw, layout_kind=fx.layout_kind, first_block_frames=fx.first_block_frames,
         block_frames=fx.block_frames, denoising_step_list=tuple(rollout["denoising_step_list"]),
-        context_noise=int(rollout.get("context_noise", 0)),
+        context_noise=int(rollout.get("context_noise", 0)), convention=Convention.student(),
     )  # fmt: skip
     out["causal.sigmas"] = student_sigmas(cfg.denoising_step_list)
     gen = StreamingGenerator(fx.model, cfg)
@@ -88,8 +89,6 @@ def streaming_predictions(fx: TransformerFixture, text: TextContext) -> dict[str
 
 def _step_pe(fx: TransformerFixture, spec: object) -> dict[str, torch.Tensor]:
     from omniforcing_rt.checks.transformer_fixture import _rope_keys
-    from omniforcing_rt.model.config import Convention
-
     h, w = fx.grid_hw
     vp = video_positions(spec.video_start, spec.video_frames, h, w, style="causal")  # type: ignore[attr-defined]
     ap = audio_positions(spec.audio_start, spec.audio_frames, style="causal")  # type: ignore[attr-defined]

@@ -76,16 +76,16 @@ def audio_latent_bounds_s(start: int, count: int) -> torch.Tensor:
 POSITION_STYLES = ("patchifier", "causal")
 
 
-def _causal_video_time_s(start: int, count: int) -> torch.Tensor:
-    t = torch.arange(start, start + count, dtype=torch.float32)
+def _causal_video_time_s(start: int, count: int, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.arange(start, start + count, dtype=dtype)
     s = VIDEO_TEMPORAL_STRIDE
     lo = (t * s + 1 - s).clamp(min=0)
     hi = ((t + 1) * s + 1 - s).clamp(min=0)
     return (lo + hi) / 2.0 / VIDEO_FPS
 
 
-def _causal_audio_time_s(start: int, count: int) -> torch.Tensor:
-    t = torch.arange(start, start + count, dtype=torch.float32)
+def _causal_audio_time_s(start: int, count: int, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.arange(start, start + count, dtype=dtype)
     s = AUDIO_LATENT_MEL_STRIDE
     lo = (t * s + 1 - s).clamp(min=0)
     hi = ((t + 1) * s + 1 - s).clamp(min=0)
@@ -98,7 +98,13 @@ def _check_style(style: str) -> None:
 
 
 def video_positions(
-    start_frame: int, num_frames: int, grid_h: int, grid_w: int, batch: int = 1, style: str = "patchifier"
+    start_frame: int,
+    num_frames: int,
+    grid_h: int,
+    grid_w: int,
+    batch: int = 1,
+    style: str = "patchifier",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Video position bounds [B, 3, F*H*W, 2] (time s, row px, col px), f-major then h then w.
 
@@ -109,10 +115,12 @@ def video_positions(
         grid_w: latent columns W.
         batch: batch size B (positions are identical across the batch).
         style: "patchifier" (LTX-2) or "causal" (OmniForcing student), see the module docstring.
+        dtype: float32 reproduces the official rounding; float64 keeps absolute time exact for
+            long streams (pair it with ``rope_angle_precision='float64'``).
     """
     _check_style(style)
     if style == "causal":
-        mid = _causal_video_time_s(start_frame, num_frames)
+        mid = _causal_video_time_s(start_frame, num_frames, dtype)
         t = torch.stack([mid, mid], dim=-1).to(torch.float64)
     else:
         t = video_latent_bounds_s(start_frame, num_frames)  # [F, 2]
@@ -126,15 +134,17 @@ def video_positions(
     hh = h[None, :, None, :].expand(shape)
     ww = w[None, None, :, :].expand(shape)
     pos = torch.stack([tt, hh, ww], dim=0).reshape(3, -1, 2)
-    return pos.to(torch.float32).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
+    return pos.to(dtype).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
 
 
-def audio_positions(start_latent: int, num_latents: int, batch: int = 1, style: str = "patchifier") -> torch.Tensor:
-    """Audio position bounds [B, 1, T, 2] in seconds for audio latents start..start+T-1 (style as video)."""
+def audio_positions(
+    start_latent: int, num_latents: int, batch: int = 1, style: str = "patchifier", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Audio position bounds [B, 1, T, 2] in seconds for latents start..start+T-1 (style, dtype as video)."""
     _check_style(style)
     if style == "causal":
-        mid = _causal_audio_time_s(start_latent, num_latents)
+        mid = _causal_audio_time_s(start_latent, num_latents, dtype)
         pos = torch.stack([mid, mid], dim=-1)
     else:
-        pos = audio_latent_bounds_s(start_latent, num_latents).to(torch.float32)
+        pos = audio_latent_bounds_s(start_latent, num_latents).to(dtype)
     return pos.unsqueeze(0).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()

@@ -57,8 +57,9 @@ def masked_forward(
         raise InputError(f"latent grid {h}x{w} does not match layout tokens_per_frame {layout.tokens_per_frame}")
     tokens = patchify_video(video)
     v_sigma = video_sigma.repeat_interleave(h * w, dim=1)
-    vm = Modality(tokens, v_sigma, video_positions(0, f, h, w, b, convention.position_style).to(video.device))
-    am = Modality(audio, audio_sigma, audio_positions(0, audio.shape[1], b, convention.position_style).to(audio.device))
+    pstyle, pdtype = convention.position_style, convention.position_dtype
+    vm = Modality(tokens, v_sigma, video_positions(0, f, h, w, b, pstyle, pdtype).to(video.device))
+    am = Modality(audio, audio_sigma, audio_positions(0, audio.shape[1], b, pstyle, pdtype).to(audio.device))
     masks = BlockCausalMasks.from_layout(layout, video_window, audio_window).dense()
     masks = {k: m.to(video.device) for k, m in masks.items()}
     with torch.set_grad_enabled(grad):

@@ -55,8 +55,10 @@ class StreamConfig:
     """Video history kept in the cache besides block 0, in seconds (None = whole stream)."""
     audio_window_s: float | None = None
     """Audio history kept in the cache besides block 0, in seconds (None = whole stream)."""
-    convention: Convention = field(default_factory=Convention.student)
-    """Runtime convention the weights are evaluated under."""
+    convention: Convention = field(default_factory=Convention.streaming)
+    """Runtime convention the weights are evaluated under (default: student with float64 angles,
+    so absolute-time RoPE stays exact on long streams; ``Convention.student()`` reproduces the
+    official float32 rounding, as check-fixture does)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -183,8 +185,11 @@ class StreamingGenerator:
         tokens = patchify_video(video_in)
         v_sigma = torch.full(tokens.shape[:2], sigma, dtype=torch.float32, device=tokens.device)
         a_sigma = torch.full(audio_in.shape[:2], sigma, dtype=torch.float32, device=audio_in.device)
-        video = Modality(tokens, v_sigma, video_positions(spec.video_start, f, h, w, b, self.config.convention.position_style).to(tokens.device))
-        audio = Modality(audio_in, a_sigma, audio_positions(spec.audio_start, spec.audio_frames, b, self.config.convention.position_style).to(audio_in.device))
+        conv = self.config.convention
+        vpos = video_positions(spec.video_start, f, h, w, b, conv.position_style, conv.position_dtype)
+        apos = audio_positions(spec.audio_start, spec.audio_frames, b, conv.position_style, conv.position_dtype)
+        video = Modality(tokens, v_sigma, vpos.to(tokens.device))
+        audio = Modality(audio_in, a_sigma, apos.to(audio_in.device))
         if cache.text is None:
             raise InputError("the cache has no text context; create it with new_cache(text)")
         cache.begin_pass(spec.index)
