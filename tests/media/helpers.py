@@ -24,7 +24,7 @@ TOL = 1e-4
 # A tiny config that differs from the fixture in every size the brief names: video latent
 # channels 8, patch 2, a width-changing res_x_y block (owns norm3 + conv_shortcut), a
 # compress_time upsampler (temporal factor 4), non-square grids; audio z 2 / ch 32 with ch_mult
-# (1, 2, 1) (shortcuts at two levels only); vocoder hop 24 with two resblock kernels; text width
+# (1, 1, 2) and 2 res blocks per level (a shortcut at level 1 only); vocoder hop 24 with two resblock kernels; text width
 # 24 = 3 heads x 8, 5 hidden states, 1 layer, 4 registers, interleaved RoPE, max_pos 64.
 ALT_METADATA: dict[str, Any] = {
     "vae": {
@@ -40,7 +40,7 @@ ALT_METADATA: dict[str, Any] = {
     },
     "audio_vae": {
         "model": {"params": {"ddconfig": {
-            "ch": 32, "out_ch": 2, "ch_mult": [1, 2, 1], "num_res_blocks": 2, "attn_resolutions": [],
+            "ch": 32, "out_ch": 2, "ch_mult": [1, 1, 2], "num_res_blocks": 1, "attn_resolutions": [],
             "resolution": 256, "z_channels": 2, "norm_type": "pixel", "causality_axis": "height",
             "dropout": 0.0, "mid_block_add_attention": False, "mel_bins": 64,
         }}},

@@ -46,8 +46,9 @@ def test_audio_decoder_alt_shapes_and_keys(alt_checkpoint: Path) -> None:
     dec = mw.load_audio_decoder(alt_checkpoint)
     assert dec.config.latent_mel_bins == 16
     shortcuts = {k for k in dec.state_dict() if "nin_shortcut" in k and k.endswith("weight")}
-    assert shortcuts == {"up.0.block.0.nin_shortcut.conv.weight", "up.1.block.0.nin_shortcut.conv.weight"}
-    assert dec.conv_in.conv.weight.shape == (32, 2, 3, 3)
+    assert shortcuts == {"up.1.block.0.nin_shortcut.conv.weight"}  # the only width change (64 -> 32)
+    assert [len(level.block) for level in dec.up] == [2, 2, 2]
+    assert dec.conv_in.conv.weight.shape == (64, 2, 3, 3)
     for t in (1, 2, 7):
         assert dec(torch.randn(1, 2, t, 16)).shape == (1, 2, 4 * t - 3, 64)
 

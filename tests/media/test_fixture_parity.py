@@ -117,11 +117,15 @@ def test_checker_reports_failures(tmp_path: Path, fixture_dir: Path, fixture_io:
 
     for name in ("weights.safetensors", "config.json"):
         (tmp_path / name).symlink_to(fixture_dir / name)
-    io = dict(fixture_io)
+    io = {k: v for k, v in fixture_io.items() if k.startswith(("audio.", "text."))}  # video group: see below
     io["audio.mel"] = io["audio.mel"] + 1e-3
     io["video.something_new"] = torch.zeros(1)
+    io["text.something_new"] = torch.zeros(1)
     save_file(io, str(tmp_path / "io.safetensors"))
     rows = {r.key: r for r in check_media_fixture_rows(tmp_path)}
+    assert sorted(rows) == sorted(io)
     assert rows["audio.mel"].status == "FAIL" and rows["audio.mel"].diff == pytest.approx(1e-3, rel=1e-2)
-    assert rows["video.something_new"].status == "not covered"
-    assert rows["text.video_context"].status == "ok"
+    assert rows["text.something_new"].status == "not covered"
+    # The video group has no input latent: its key is reported as not covered, with the reason.
+    assert rows["video.something_new"].status == "not covered" and "video.latent" in rows["video.something_new"].note
+    assert rows["text.video_context"].status == "ok" and rows["audio.mel_prefix"].status == "ok"

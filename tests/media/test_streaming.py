@@ -90,7 +90,7 @@ def test_vocoder_support_matches_the_spec() -> None:
     assert vocoder_context_frames(VocoderConfig()) == (18, 18)
 
 
-@pytest.mark.parametrize("sizes", [[41, 40, 40], [5, 1, 40, 2, 47, 26]])
+@pytest.mark.parametrize("sizes", [[41, 40], [5, 1, 30, 2, 23]])
 @torch.no_grad()
 def test_chunked_vocoder_equals_whole(fixture_weights: Path, sizes: list[int]) -> None:
     voc = mw.load_vocoder(fixture_weights)
@@ -152,11 +152,11 @@ def test_video_support_of_the_ltx2_structure() -> None:
 @torch.no_grad()
 def test_video_support_matches_an_impulse(fixture_weights: Path) -> None:
     dec = mw.load_video_decoder(fixture_weights, dtype=torch.float64)
-    lat = torch.randn(1, 4, 18, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    lat = torch.randn(1, 4, 16, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     bumped = lat.clone()
-    bumped[:, :, 9] += 1.0
+    bumped[:, :, 8] += 1.0
     changed = torch.nonzero((dec(bumped) - dec(lat)).abs().amax(dim=(0, 1, 3, 4)) > 0).flatten()
-    assert (int(changed.min()) - 72, int(changed.max()) - 72) == video_temporal_support(dec.config)
+    assert (int(changed.min()) - 64, int(changed.max()) - 64) == video_temporal_support(dec.config)
 
 
 def _stream_video(

@@ -87,3 +87,22 @@ def test_bad_inputs(model):
     with pytest.raises(ConfigError) as ei:
         StreamConfig(latent_grid_hw=(0, 2), video_window_s=float("inf"), denoising_step_list=(500, 700))
     assert len(ei.value.problems) == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: KvCacheSet.commit() (pipeline/kv_cache.py) leaves the committed block's K/V in "
+    "_inflight and nbytes() counts them again, so BlockResult.kv_cache_bytes over-reports by one block's K/V "
+    "(the aliases hold no extra memory)",
+)
+def test_kv_cache_bytes_counts_each_tensor_once(model):
+    text, _ = _texts(model)
+    gen = StreamingGenerator(model, StreamConfig(latent_grid_hw=HW))
+    cache = gen.new_cache(text)
+    txt = sum(k.nbytes + v.nbytes for k, v in (*text.video_kv, *text.audio_kv))
+    for res in gen.stream(text, SEED, 2, cache=cache):
+        held = sum(
+            sum(t.nbytes for t in cache.entries(layer, name))
+            for layer in range(model.config.num_layers) for name in ("video_self", "audio_self", "a2v", "v2a")
+        )  # fmt: skip
+        assert res.kv_cache_bytes == held + txt

@@ -30,7 +30,7 @@ from omniforcing_rt.pipeline.layout import BlockLayout, BlockSpec, LayoutKind
 from omniforcing_rt.pipeline.noise import STREAM_AUDIO, STREAM_VIDEO, block_noise
 from omniforcing_rt.pipeline.schedule import RELEASE_STEP_LIST, renoise, student_sigmas
 
-__all__ = ["BlockResult", "PassTiming", "StreamConfig", "StreamingGenerator", "window_blocks"]
+__all__ = ["BlockResult", "PassTiming", "Stream", "StreamConfig", "StreamingGenerator", "window_blocks"]
 
 UNLIMITED_BLOCKS = 1 << 40
 
@@ -154,7 +154,7 @@ class StreamingGenerator:
         self.model = model
         self.config = config
         self.sinks = model.config.audio_sink_tokens
-        self._clean: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.last_refresh_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def new_cache(self, text: TextContext) -> KvCacheSet:
         cache = KvCacheSet(self.model.config.num_layers, self.config.cache_policy())
@@ -234,44 +234,59 @@ class StreamingGenerator:
         t0 = time.perf_counter()
         self.run_pass(cache, spec, rv, ra, s_ctx, commit=True)
         timings.append(PassTiming("refresh", s_ctx, time.perf_counter() - t0))
-        self._remember(cache, spec.index, rv, ra)
+        self.last_refresh_inputs = (rv, ra)
         return BlockResult(spec, vx0[0], ax0[0], tuple(timings), cache.nbytes())
 
-    def _remember(self, cache: KvCacheSet, block: int, video: torch.Tensor, audio: torch.Tensor) -> None:
-        """Keep the refresh-pass inputs of blocks still referenced by a cache (to re-cache a prompt)."""
-        self._clean[block] = (video, audio)
-        live = set(cache.blocks("video_self")) | set(cache.blocks("audio_self"))
-        for b in [b for b in self._clean if b not in live]:
-            del self._clean[b]
+    def stream(self, text: TextContext, seed: int, num_blocks: int | None = None) -> Stream:
+        """An iterator over blocks 0, 1, ... (``num_blocks=None`` streams until the caller stops)."""
+        return Stream(self, text, seed, num_blocks)
 
-    def stream(
-        self, text: TextContext, seed: int, num_blocks: int | None = None, cache: KvCacheSet | None = None
-    ) -> Iterator[BlockResult]:
-        """Yield blocks 0, 1, ... (``num_blocks=None`` streams until the caller stops)."""
+
+class Stream(Iterator[BlockResult]):
+    """One running stream: its cache, its position, and the prompt it is conditioned on.
+
+    Iterate it to get :class:`BlockResult` per block; call :meth:`switch_prompt` between blocks.
+    """
+
+    def __init__(self, gen: StreamingGenerator, text: TextContext, seed: int, num_blocks: int | None) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise InputError(f"seed must be an int, got {type(seed).__name__}")
-        if num_blocks is not None and (not isinstance(num_blocks, int) or num_blocks < 1):
+        if num_blocks is not None and (isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1):
             raise InputError(f"num_blocks must be a positive int or None, got {num_blocks!r}")
-        layout = self.config.layout(num_blocks or UNLIMITED_BLOCKS, self.sinks)
-        cache = cache or self.new_cache(text)
-        self._clean.clear()
-        k = 0
-        while num_blocks is None or k < num_blocks:
-            yield self.generate_block(cache, layout.block(k), seed)
-            k += 1
+        self.gen = gen
+        self.seed = seed
+        self.num_blocks = num_blocks
+        self.layout = gen.config.layout(num_blocks or UNLIMITED_BLOCKS, gen.sinks)
+        self.cache = gen.new_cache(text)
+        self.next_block = 0
+        self._refresh_inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def switch_prompt(self, cache: KvCacheSet, text: TextContext, recache: bool = True) -> None:
-        """Change the prompt at a block boundary.
+    def __next__(self) -> BlockResult:
+        if self.num_blocks is not None and self.next_block >= self.num_blocks:
+            raise StopIteration
+        res = self.gen.generate_block(self.cache, self.layout.block(self.next_block), self.seed)
+        self._remember(res.index, *self.gen.last_refresh_inputs)
+        self.next_block += 1
+        return res
+
+    def _remember(self, block: int, video: torch.Tensor, audio: torch.Tensor) -> None:
+        """Keep the refresh-pass inputs of blocks still held by a cache (to re-cache a prompt)."""
+        self._refresh_inputs[block] = (video, audio)
+        live = set(self.cache.blocks("video_self")) | set(self.cache.blocks("audio_self"))
+        for b in [b for b in self._refresh_inputs if b not in live]:
+            del self._refresh_inputs[b]
+
+    def switch_prompt(self, text: TextContext, recache: bool = True) -> None:
+        """Change the prompt at the next block boundary.
 
         The new text K/V replace the old ones for every later pass. With ``recache`` the retained
         blocks (both modalities, both cross caches) are rebuilt under the new prompt by replaying
         their context-refresh passes in block order, so history no longer carries the old prompt.
         """
-        cache.text = text
+        self.cache.text = text
         if not recache:
             return
-        layout = self.config.layout(max(self._clean, default=0) + 1, self.sinks)
-        s_ctx = self.config.context_noise / 1000.0
-        for b in sorted(self._clean):  # block order: each rebuilt block sees rebuilt history
-            video, audio = self._clean[b]
-            self.run_pass(cache, layout.block(b), video, audio, s_ctx, commit=True)
+        s_ctx = self.gen.config.context_noise / 1000.0
+        for b in sorted(self._refresh_inputs):  # block order: each rebuilt block sees rebuilt history
+            video, audio = self._refresh_inputs[b]
+            self.gen.run_pass(self.cache, self.layout.block(b), video, audio, s_ctx, commit=True)
