@@ -52,7 +52,9 @@ def load_model(name_or_dir: str | Path = "default", dtype: torch.dtype | None = 
     manifest = root / "model.json"
     if not manifest.exists():
         known = ", ".join(NAMED_MODELS)
-        raise CheckpointError(f"{name_or_dir!r} is neither a known model name ({known}) nor a directory with model.json")
+        raise CheckpointError(
+            f"{name_or_dir!r} is neither a known model name ({known}) nor a directory with model.json"
+        )
     try:
         info = json.loads(manifest.read_text())
     except json.JSONDecodeError as e:
@@ -66,7 +68,9 @@ def load_model(name_or_dir: str | Path = "default", dtype: torch.dtype | None = 
 
         meta = read_metadata(checkpoint_files(root / info["transformer"]))
         cfg = ModelConfig.from_metadata(meta or {}, audio_sink_tokens=int(info["audio_sink_tokens"]))
-    model, _, _ = load_transformer(root / info["transformer"], generator=_opt(root, info, "generator"), config=cfg, dtype=dtype)
+    model, _, _ = load_transformer(
+        root / info["transformer"], generator=_opt(root, info, "generator"), config=cfg, dtype=dtype
+    )
     conv = Convention.teacher() if info.get("convention") == "teacher" else Convention.streaming()
     stream = StreamConfig(
         latent_grid_hw=tuple(info["latent_grid_hw"]),

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tests.helpers.synthetic_fixture import write_fixture
 
 from omniforcing_rt.checks.report import FIXTURE_TOLERANCE
 from omniforcing_rt.checks.transformer_fixture import check_transformer_fixture
 from omniforcing_rt.cli import main
 from omniforcing_rt.model.config import ModelConfig
-from tests.helpers.synthetic_fixture import write_fixture
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ltx2_tiny_reference"
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"shared fixture not found at {FIXTURE}")
@@ -28,7 +28,9 @@ def test_official_fixture_passes_every_group(capsys: pytest.CaptureFixture[str])
     last = out.strip().splitlines()[-1]
     assert last.startswith("worst: ")
     assert float(last.split()[-1]) <= FIXTURE_TOLERANCE
-    compared = {line.split(".")[0] for line in out.splitlines() if line.rstrip().endswith(" ok") and "." in line.split()[0]}
+    compared = {
+        line.split(".")[0] for line in out.splitlines() if line.rstrip().endswith(" ok") and "." in line.split()[0]
+    }
     assert compared == {"bidir", "masked", "trace", "causal", "step"}
 
 
@@ -54,7 +56,9 @@ def test_not_a_fixture_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     [(False, 0, (3, 5), 5, 3), (True, 4, (2, 3), 7, 3)],
     ids=["release-3x5", "paper-sinks"],
 )
-def test_synthetic_fixture_of_another_configuration(tmp_path: Path, paper: bool, sinks: int, grid: tuple[int, int], text_len: int, blocks: int) -> None:
+def test_synthetic_fixture_of_another_configuration(
+    tmp_path: Path, paper: bool, sinks: int, grid: tuple[int, int], text_len: int, blocks: int
+) -> None:
     cfg = ModelConfig(
         num_layers=3, num_attention_heads=3, attention_head_dim=8, in_channels=6, out_channels=6,
         cross_attention_dim=24, caption_channels=10, audio_num_attention_heads=2, audio_attention_head_dim=6,

@@ -26,7 +26,9 @@ from omniforcing_rt.pipeline.schedule import renoise, student_sigmas
 from omniforcing_rt.pipeline.stream import StreamConfig, StreamingGenerator
 
 
-def write_fixture(root: Path, cfg: ModelConfig, *, grid_hw: tuple[int, int], paper: bool, blocks: int, text_len: int, seed: int = 0) -> Path:
+def write_fixture(
+    root: Path, cfg: ModelConfig, *, grid_hw: tuple[int, int], paper: bool, blocks: int, text_len: int, seed: int = 0
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = AVTransformer(cfg)

@@ -25,10 +25,10 @@ def model():
 def test_cache_bytes_constant_once_window_is_full(model):
     text, _ = _texts(model)
     scfg = StreamConfig(latent_grid_hw=HW, video_window_s=2.0, audio_window_s=2.0)
-    gen = StreamingGenerator(model, scfg)
-    cache = gen.new_cache(text)
+    stream = StreamingGenerator(model, scfg).stream(text, SEED, 8)
+    cache = stream.cache
     sizes, kept = [], []
-    for res in gen.stream(text, SEED, 8, cache=cache):
+    for res in stream:
         sizes.append(res.kv_cache_bytes)
         kept.append(cache.blocks("video_self"))
     # pinned block 0 + 2 history blocks: full after block 2
@@ -46,15 +46,14 @@ def test_switch_prompt_recache(model):
     scfg = StreamConfig(latent_grid_hw=HW, video_window_s=2.0, audio_window_s=2.0)
 
     def run(switch, recache=True):
-        gen = StreamingGenerator(model, scfg)
-        cache = gen.new_cache(text_a)
+        stream = StreamingGenerator(model, scfg).stream(text_a, SEED, 7)
         out, sizes = [], []
-        for res in gen.stream(text_a, SEED, 7, cache=cache):
+        for res in stream:
             out.append(res)
             if res.index == 4 and switch:
-                before = cache.nbytes()
-                gen.switch_prompt(cache, text_b, recache=recache)
-                sizes.append((before, cache.nbytes()))
+                before = stream.cache.nbytes()
+                stream.switch_prompt(text_b, recache=recache)
+                sizes.append((before, stream.cache.nbytes()))
         return out, sizes
 
     base, _ = run(False)
@@ -74,12 +73,12 @@ def test_bad_inputs(model):
     text, _ = _texts(model)
     gen = StreamingGenerator(model, StreamConfig(latent_grid_hw=HW))
     with pytest.raises(InputError):
-        next(gen.stream(text, "x", 2))
+        next(iter(gen.stream(text, "x", 2)))
     with pytest.raises(InputError):
-        next(gen.stream(text, True, 2))
+        next(iter(gen.stream(text, True, 2)))
     for n in (0, -1, 1.5):
         with pytest.raises(InputError):
-            next(gen.stream(text, SEED, n))
+            next(iter(gen.stream(text, SEED, n)))
     with pytest.raises(ConfigError):
         StreamConfig(latent_grid_hw=HW, video_window_s=0.5)
     with pytest.raises(ConfigError):
@@ -97,10 +96,10 @@ def test_bad_inputs(model):
 )
 def test_kv_cache_bytes_counts_each_tensor_once(model):
     text, _ = _texts(model)
-    gen = StreamingGenerator(model, StreamConfig(latent_grid_hw=HW))
-    cache = gen.new_cache(text)
+    stream = StreamingGenerator(model, StreamConfig(latent_grid_hw=HW)).stream(text, SEED, 2)
+    cache = stream.cache
     txt = sum(k.nbytes + v.nbytes for k, v in (*text.video_kv, *text.audio_kv))
-    for res in gen.stream(text, SEED, 2, cache=cache):
+    for res in stream:
         held = sum(
             sum(t.nbytes for t in cache.entries(layer, name))
             for layer in range(model.config.num_layers) for name in ("video_self", "audio_self", "a2v", "v2a")

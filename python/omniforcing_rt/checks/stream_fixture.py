@@ -89,6 +89,7 @@ def streaming_predictions(fx: TransformerFixture, text: TextContext) -> dict[str
 
 def _step_pe(fx: TransformerFixture, spec: object) -> dict[str, torch.Tensor]:
     from omniforcing_rt.checks.transformer_fixture import _rope_keys
+
     h, w = fx.grid_hw
     vp = video_positions(spec.video_start, spec.video_frames, h, w, style="causal")  # type: ignore[attr-defined]
     ap = audio_positions(spec.audio_start, spec.audio_frames, style="causal")  # type: ignore[attr-defined]

@@ -122,7 +122,9 @@ def _bidir(fx: TransformerFixture, text: TextContext) -> dict[str, torch.Tensor]
         if not any(k.startswith(f"bidir.{name}.") for k in io):
             continue
         ref_audio_in = io.get(f"bidir.{name}.hidden.audio_in")
-        with_sinks = bool(fx.sinks) and ref_audio_in is not None and ref_audio_in.shape[1] == audio.latent.shape[1] + fx.sinks
+        with_sinks = (
+            bool(fx.sinks) and ref_audio_in is not None and ref_audio_in.shape[1] == audio.latent.shape[1] + fx.sinks
+        )
         cap: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             vv, av = fx.model(video, audio, text, conv, capture=cap, with_sinks=with_sinks)
@@ -155,7 +157,11 @@ def _masked(fx: TransformerFixture, text: TextContext) -> dict[str, torch.Tensor
     _, f, _, h, w = vin.shape
     layout = fx.layout(f)
     masks = BlockCausalMasks.from_layout(layout)
-    video = Modality(patchify_video(vin), io["masked.video_sigma"].repeat_interleave(h * w, dim=1), video_positions(0, f, h, w, style="causal"))
+    video = Modality(
+        patchify_video(vin),
+        io["masked.video_sigma"].repeat_interleave(h * w, dim=1),
+        video_positions(0, f, h, w, style="causal"),
+    )
     audio = Modality(ain, io["masked.audio_sigma"], audio_positions(0, ain.shape[1], style="causal"))
     cap: dict[str, torch.Tensor] = {}
     conv = Convention.student()

@@ -58,9 +58,7 @@ class Attention(nn.Module):
         q = self.q_norm(self.to_q(x))
         return q if pe is None else apply_rope(q, *pe, rope_type)
 
-    def project_kv(
-        self, ctx: torch.Tensor, pe: Rope | None, rope_type: RopeType
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def project_kv(self, ctx: torch.Tensor, pe: Rope | None, rope_type: RopeType) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, S, context_dim] -> (normalised, rotated keys, values), each [B, S, H*d]."""
         k = self.k_norm(self.to_k(ctx))
         if pe is not None:

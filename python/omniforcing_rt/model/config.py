@@ -91,9 +91,7 @@ class Convention:
             if getattr(self, name) not in ("float32", "float64"):
                 problems.append(f"{name} must be 'float32' or 'float64', got {getattr(self, name)!r}")
         if not float(self.av_ca_timestep_scale_multiplier) > 0:
-            problems.append(
-                f"av_ca_timestep_scale_multiplier must be > 0, got {self.av_ca_timestep_scale_multiplier}"
-            )
+            problems.append(f"av_ca_timestep_scale_multiplier must be > 0, got {self.av_ca_timestep_scale_multiplier}")
         if problems:
             raise ConfigError("invalid runtime convention", problems)
 
@@ -207,9 +205,7 @@ class ModelConfig:
         if self.attention_head_dim % 2 or self.audio_attention_head_dim % 2:
             p.append("head dims must be even for rotary embedding")
         if self.av_cross_dim % self.num_attention_heads or (self.av_cross_dim // self.num_attention_heads) % 2:
-            p.append(
-                f"A<->V inner dim {self.av_cross_dim} must split into {self.num_attention_heads} even-sized heads"
-            )
+            p.append(f"A<->V inner dim {self.av_cross_dim} must split into {self.num_attention_heads} even-sized heads")
         if len(self.positional_embedding_max_pos) != 3:
             p.append(f"positional_embedding_max_pos needs 3 entries, got {list(self.positional_embedding_max_pos)}")
         if len(self.audio_positional_embedding_max_pos) != 1:

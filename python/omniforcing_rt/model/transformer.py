@@ -125,7 +125,12 @@ class AVBlock(nn.Module):
         self.index = index
         self.eps = cfg.norm_eps
         vd, ad, eps = cfg.video_dim, cfg.audio_dim, cfg.norm_eps
-        vh, vhd, ah, ahd = cfg.num_attention_heads, cfg.attention_head_dim, cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
+        vh, vhd, ah, ahd = (
+            cfg.num_attention_heads,
+            cfg.attention_head_dim,
+            cfg.audio_num_attention_heads,
+            cfg.audio_attention_head_dim,
+        )
         self.attn1 = Attention(vd, vd, vh, vhd, eps)
         self.attn2 = Attention(vd, cfg.cross_attention_dim, vh, vhd, eps)
         self.audio_attn1 = Attention(ad, ad, ah, ahd, eps)
@@ -141,7 +146,14 @@ class AVBlock(nn.Module):
         self.scale_shift_table_a2v_ca_audio = nn.Parameter(torch.empty(5, ad))
 
     def _self_attn(
-        self, attn: Attention, x: torch.Tensor, rows: list[torch.Tensor], pe: Rope, name: str, io: _BlockIO, conv: Convention
+        self,
+        attn: Attention,
+        x: torch.Tensor,
+        rows: list[torch.Tensor],
+        pe: Rope,
+        name: str,
+        io: _BlockIO,
+        conv: Convention,
     ) -> torch.Tensor:
         shift, scale, gate = rows[0], rows[1], rows[2]
         h = _rms(x, self.eps) * (1 + scale) + shift
@@ -151,7 +163,9 @@ class AVBlock(nn.Module):
             k, v = io.kv(self.index, name, k, v)
         return x + attn.attend(q, k, v, io.masks.get(name)) * gate
 
-    def _text_attn(self, attn: Attention, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+    def _text_attn(
+        self, attn: Attention, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None
+    ) -> torch.Tensor:
         q = attn.project_q(_rms(x, self.eps), None, Convention().rope_type)
         return x + attn.attend(q, kv[0], kv[1], mask)
 
@@ -169,7 +183,9 @@ class AVBlock(nn.Module):
         ax = ax + self.audio_ff(_rms(ax, self.eps) * (1 + a_rows[4]) + a_rows[3]) * a_rows[5]
         return vx, ax
 
-    def _cross(self, vx: torch.Tensor, ax: torch.Tensor, io: _BlockIO, conv: Convention) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cross(
+        self, vx: torch.Tensor, ax: torch.Tensor, io: _BlockIO, conv: Convention
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # Cross tables are ordered (scale, shift) for A->V then V->A, then the gate (spec A.4).
         v_ss = modulation_rows(self.scale_shift_table_a2v_ca_video[:4], io.video_cross_mod)
         a_ss = modulation_rows(self.scale_shift_table_a2v_ca_audio[:4], io.audio_cross_mod)
@@ -235,14 +251,18 @@ class AVTransformer(nn.Module):
             if t.ndim != 3 or t.shape[-1] != cc:
                 raise InputError(f"{name} must be [B, L, {cc}], got {tuple(t.shape)}")
         if audio_context.shape[:2] != video_context.shape[:2]:
-            raise InputError(f"audio_context {tuple(audio_context.shape)} and video_context {tuple(video_context.shape)} differ in B/L")
+            raise InputError(
+                f"audio_context {tuple(audio_context.shape)} and video_context {tuple(video_context.shape)} differ in B/L"
+            )
         dtype = self.patchify_proj.weight.dtype
         vctx = self.caption_projection(video_context.to(dtype))
         actx = self.audio_caption_projection(audio_context.to(dtype))
         mask = None
         if attention_mask is not None:
             if attention_mask.shape != video_context.shape[:2]:
-                raise InputError(f"attention_mask must be {tuple(video_context.shape[:2])}, got {tuple(attention_mask.shape)}")
+                raise InputError(
+                    f"attention_mask must be {tuple(video_context.shape[:2])}, got {tuple(attention_mask.shape)}"
+                )
             if attention_mask.dtype.is_floating_point:
                 raise InputError("attention_mask must be integer or bool (1 = valid token)")
             m = attention_mask.to(torch.int64)
@@ -252,12 +272,29 @@ class AVTransformer(nn.Module):
         return TextContext(video_kv=vkv, audio_kv=akv, mask=mask)
 
     # ---------------------------------------------------------------------------- helpers
-    def rope(self, video_positions: torch.Tensor, audio_positions: torch.Tensor, conv: Convention, dtype: torch.dtype, sinks: int = 0) -> RopeSet:
+    def rope(
+        self,
+        video_positions: torch.Tensor,
+        audio_positions: torch.Tensor,
+        conv: Convention,
+        dtype: torch.dtype,
+        sinks: int = 0,
+    ) -> RopeSet:
         """The four rotary tables; ``sinks`` identity rows are prepended to both audio tables."""
         cfg = self.config
         th = cfg.positional_embedding_theta
-        video = rope_tables(video_positions, cfg.video_dim, cfg.num_attention_heads, cfg.positional_embedding_max_pos, th, conv, dtype)
-        audio = rope_tables(audio_positions, cfg.audio_dim, cfg.audio_num_attention_heads, cfg.audio_positional_embedding_max_pos, th, conv, dtype)
+        video = rope_tables(
+            video_positions, cfg.video_dim, cfg.num_attention_heads, cfg.positional_embedding_max_pos, th, conv, dtype
+        )
+        audio = rope_tables(
+            audio_positions,
+            cfg.audio_dim,
+            cfg.audio_num_attention_heads,
+            cfg.audio_positional_embedding_max_pos,
+            th,
+            conv,
+            dtype,
+        )
         xmax = (cfg.cross_pe_max_pos,)
         vcross = rope_tables(video_positions[:, :1], cfg.av_cross_dim, cfg.num_attention_heads, xmax, th, conv, dtype)
         # Split tables are cut per head with each stream's own head count, as LTX-2 does.
@@ -329,7 +366,11 @@ class AVTransformer(nn.Module):
             capture: optional dict filled with ``hidden.video_in``, ``hidden.block{i}.video`` etc.
         """
         self._check_inputs(video, audio)
-        sinks = self.config.audio_sink_tokens if with_sinks is None else (self.config.audio_sink_tokens if with_sinks else 0)
+        sinks = (
+            self.config.audio_sink_tokens
+            if with_sinks is None
+            else (self.config.audio_sink_tokens if with_sinks else 0)
+        )
         dtype = self.patchify_proj.weight.dtype
         vx = self.patchify_proj(video.latent.to(dtype))
         ax = self.audio_patchify_proj(audio.latent.to(dtype))

@@ -120,9 +120,7 @@ def read_metadata(files: list[Path]) -> dict[str, Any] | None:
         raise CheckpointError(f"{first}: metadata 'config' is not valid JSON: {e}") from None
 
 
-def iter_tensors(
-    files: Iterable[Path], keep: Any = None, use_ema: bool = False
-) -> Iterator[tuple[str, torch.Tensor]]:
+def iter_tensors(files: Iterable[Path], keep: Any = None, use_ema: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (key, tensor) from safetensors shards lazily (memory-mapped), or from a ``.pt``.
 
     ``keep(key) -> bool`` filters keys before any tensor is materialised; ``use_ema`` picks a
@@ -178,7 +176,15 @@ _GENERATOR_LAYOUTS = (
     ("bidirectional-wrapper", "model.velocity_model."),
     ("causal-wrapper", "model."),
 )
-_FOREIGN_PREFIXES = ("vae.", "audio_vae.", "vocoder.", "text_embedding_projection.", "model.vae.", "model.audio_vae.", "model.vocoder.")
+_FOREIGN_PREFIXES = (
+    "vae.",
+    "audio_vae.",
+    "vocoder.",
+    "text_embedding_projection.",
+    "model.vae.",
+    "model.audio_vae.",
+    "model.vocoder.",
+)
 
 
 def remap_generator_keys(keys: Iterable[str]) -> tuple[str, dict[str, str]]:
@@ -278,7 +284,11 @@ def _check_state(model: nn.Module, state: dict[str, torch.Tensor], report: LoadR
         report.notices.append(f"{source}: dropped '{SINK_KEY}' (the model is configured without audio sink tokens)")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}" for k in set(state) & set(expected) if tuple(state[k].shape) != expected[k])
+    wrong = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != expected[k]
+    )
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys: {missing[:8]}{' ...' if len(missing) > 8 else ''}")

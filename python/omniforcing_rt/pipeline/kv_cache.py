@@ -47,7 +47,10 @@ class CachePolicy:
     def __post_init__(self) -> None:
         problems = [
             f"{name} must be >= 1 or None, got {v}"
-            for name, v in (("video_window_blocks", self.video_window_blocks), ("audio_window_blocks", self.audio_window_blocks))
+            for name, v in (
+                ("video_window_blocks", self.video_window_blocks),
+                ("audio_window_blocks", self.audio_window_blocks),
+            )
             if v is not None and (not isinstance(v, int) or v < 1)
         ]
         if problems:

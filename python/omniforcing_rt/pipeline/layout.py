@@ -167,7 +167,9 @@ class BlockLayout:
         )
 
     @classmethod
-    def for_video_latents(cls, kind: LayoutKind | str, video_latents: int, tokens_per_frame: int, **kw: int) -> BlockLayout:
+    def for_video_latents(
+        cls, kind: LayoutKind | str, video_latents: int, tokens_per_frame: int, **kw: int
+    ) -> BlockLayout:
         """The layout whose blocks use exactly ``video_latents`` latents (error if none does)."""
         probe = cls.create(kind, 1, tokens_per_frame, **kw)
         rest = video_latents - probe.first_block_frames
@@ -220,7 +222,9 @@ class BlockLayout:
     @property
     def audio_samples(self) -> int:
         """Decoded audio samples per channel: (4 N_a - 3) mel frames x 240."""
-        return (AUDIO_LATENT_MEL_STRIDE * self.audio_latent_frames - (AUDIO_LATENT_MEL_STRIDE - 1)) * AUDIO_SAMPLES_PER_MEL
+        return (
+            AUDIO_LATENT_MEL_STRIDE * self.audio_latent_frames - (AUDIO_LATENT_MEL_STRIDE - 1)
+        ) * AUDIO_SAMPLES_PER_MEL
 
     def block(self, k: int) -> BlockSpec:
         """The spec of block ``k``."""

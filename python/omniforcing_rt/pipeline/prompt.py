@@ -32,7 +32,9 @@ class PromptFeatures:
 
     def __post_init__(self) -> None:
         if self.video.ndim != 3 or self.video.shape != self.audio.shape:
-            raise InputError(f"video/audio features must both be [B, L, C], got {tuple(self.video.shape)} and {tuple(self.audio.shape)}")
+            raise InputError(
+                f"video/audio features must both be [B, L, C], got {tuple(self.video.shape)} and {tuple(self.audio.shape)}"
+            )
         if self.mask is not None and tuple(self.mask.shape) != tuple(self.video.shape[:2]):
             raise InputError(f"mask must be [B, L] = {tuple(self.video.shape[:2])}, got {tuple(self.mask.shape)}")
 

@@ -31,9 +31,7 @@ RELEASE_STEP_LIST: tuple[int, ...] = (1000, 909, 725, 421, 0)
 PAPER_STEP_LIST: tuple[int, ...] = (1000, 757, 522, 0)
 
 
-def ltx2_sigmas(
-    steps: int, shift: float = DEFAULT_MAX_SHIFT, terminal: float = DEFAULT_TERMINAL
-) -> torch.Tensor:
+def ltx2_sigmas(steps: int, shift: float = DEFAULT_MAX_SHIFT, terminal: float = DEFAULT_TERMINAL) -> torch.Tensor:
     """The LTX2Scheduler grid without a latent (fixed shift), as float32 like the official code.
 
     Args:

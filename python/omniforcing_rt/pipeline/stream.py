@@ -195,7 +195,13 @@ class StreamingGenerator:
         cache.begin_pass(spec.index)
         with torch.no_grad():
             vv, av = self.model(
-                video, audio, cache.text, self.config.convention, kv=cache.hook, with_sinks=spec.index == 0, capture=capture
+                video,
+                audio,
+                cache.text,
+                self.config.convention,
+                kv=cache.hook,
+                with_sinks=spec.index == 0,
+                capture=capture,
             )
         if commit:
             cache.commit()
@@ -251,7 +257,9 @@ class Stream(Iterator[BlockResult]):
     def __init__(self, gen: StreamingGenerator, text: TextContext, seed: int, num_blocks: int | None) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise InputError(f"seed must be an int, got {type(seed).__name__}")
-        if num_blocks is not None and (isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1):
+        if num_blocks is not None and (
+            isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1
+        ):
             raise InputError(f"num_blocks must be a positive int or None, got {num_blocks!r}")
         self.gen = gen
         self.seed = seed
