@@ -194,12 +194,6 @@ def test_corrupt_file(base, tmp_path):
         load_transformer(tmp_path / "nope.safetensors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: remap_generator_keys (model/weights.py) picks the 'ltx2' layout when ANY key has the "
-    "model.diffusion_model. prefix and silently skips bare transformer keys in the same file instead of "
-    "raising the documented 'keys mix layouts' CheckpointError",
-)
 def test_mixed_ltx2_and_bare_generator_keys(base, tmp_path):
     path, tensors, _ = base
     g = {P + "proj_out.weight": torch.zeros_like(tensors[P + "proj_out.weight"]),

@@ -88,12 +88,6 @@ def test_bad_inputs(model):
     assert len(ei.value.problems) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: KvCacheSet.commit() (pipeline/kv_cache.py) leaves the committed block's K/V in "
-    "_inflight and nbytes() counts them again, so BlockResult.kv_cache_bytes over-reports by one block's K/V "
-    "(the aliases hold no extra memory)",
-)
 def test_kv_cache_bytes_counts_each_tensor_once(model):
     text, _ = _texts(model)
     stream = StreamingGenerator(model, StreamConfig(latent_grid_hw=HW)).stream(text, SEED, 2)

@@ -90,7 +90,11 @@ class Convention:
         for name in ("frequencies_precision", "rope_angle_precision"):
             if getattr(self, name) not in ("float32", "float64"):
                 problems.append(f"{name} must be 'float32' or 'float64', got {getattr(self, name)!r}")
-        if not float(self.av_ca_timestep_scale_multiplier) > 0:
+        try:
+            multiplier_ok = float(self.av_ca_timestep_scale_multiplier) > 0
+        except (TypeError, ValueError):
+            multiplier_ok = False
+        if not multiplier_ok:
             problems.append(f"av_ca_timestep_scale_multiplier must be > 0, got {self.av_ca_timestep_scale_multiplier}")
         if problems:
             raise ConfigError("invalid runtime convention", problems)

@@ -198,6 +198,12 @@ def remap_generator_keys(keys: Iterable[str]) -> tuple[str, dict[str, str]]:
     body = [k for k in keys if not k.startswith(_FOREIGN_PREFIXES)]
     if any(k.startswith(LTX_PREFIX) for k in body):
         layout, prefix = "ltx2", LTX_PREFIX
+        stray = [k for k in body if not k.startswith(LTX_PREFIX) and k.rsplit(".", 1)[-1] != SINK_KEY]
+        if stray:
+            raise CheckpointError(
+                f"checkpoint keys mix layouts: {len(stray)} keys lack the {LTX_PREFIX!r} prefix the others carry, "
+                f"e.g. {stray[:3]}"
+            )
         body = [k for k in body if k.startswith(LTX_PREFIX)]
     else:
         layout, prefix = "bare", ""

@@ -103,6 +103,9 @@ class KvCacheSet:
                 entries[block] = (kv[0].detach(), kv[1].detach())
                 self._committed[layer][name] = OrderedDict(sorted(entries.items()))
             self._evict(layer)
+            # The committed entries alias these tensors; dropping the in-flight view keeps
+            # nbytes() from counting them twice.
+            self._inflight[layer].clear()
         self._block = None
 
     def _evict(self, layer: int) -> None:
