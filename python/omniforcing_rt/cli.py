@@ -47,12 +47,10 @@ def _fixture_rows(root: Path) -> list:
 
     if is_transformer_fixture(root):
         return check_transformer_fixture(root)
-    try:
-        from omniforcing_rt.checks.media_fixture import check_media_fixture, is_media_fixture
-    except ImportError:  # the media path is optional until its dependencies are installed
-        check_media_fixture = is_media_fixture = None  # type: ignore[assignment]
-    if is_media_fixture is not None and is_media_fixture(root):
-        return check_media_fixture(root)
+    from omniforcing_rt.checks.media_fixture import check_media_fixture_rows, is_media_fixture
+
+    if is_media_fixture(root):
+        return check_media_fixture_rows(root)
     raise OfrtError(f"{root} is not a fixture directory (need config.json, weights.safetensors, io.safetensors)")
 
 

@@ -81,8 +81,14 @@ def alt_modules(metadata: dict[str, Any] = ALT_METADATA) -> dict[str, tuple[nn.M
     """Random-weight modules of every media component built from ``metadata``."""
     text_cfg = TextConnectorConfig.from_checkpoint_metadata(metadata)
     return {
-        "video": (randomize_(VideoDecoder(VideoDecoderConfig.from_checkpoint_metadata(metadata)), 1), mw.VIDEO_DECODER_KEYS),
-        "audio": (randomize_(AudioDecoder(AudioDecoderConfig.from_checkpoint_metadata(metadata)), 2), mw.AUDIO_DECODER_KEYS),
+        "video": (
+            randomize_(VideoDecoder(VideoDecoderConfig.from_checkpoint_metadata(metadata)), 1),
+            mw.VIDEO_DECODER_KEYS,
+        ),
+        "audio": (
+            randomize_(AudioDecoder(AudioDecoderConfig.from_checkpoint_metadata(metadata)), 2),
+            mw.AUDIO_DECODER_KEYS,
+        ),
         "vocoder": (randomize_(Vocoder(VocoderConfig.from_checkpoint_metadata(metadata)), 3), mw.VOCODER_KEYS),
         "extractor": (
             randomize_(GemmaFeatureExtractor(FeatureExtractorConfig.from_checkpoint_metadata(metadata)), 4),
@@ -93,7 +99,9 @@ def alt_modules(metadata: dict[str, Any] = ALT_METADATA) -> dict[str, tuple[nn.M
     }
 
 
-def write_checkpoint(path: Path, metadata: dict[str, Any], modules: dict[str, tuple[nn.Module, mw.ComponentKeys]]) -> Path:
+def write_checkpoint(
+    path: Path, metadata: dict[str, Any], modules: dict[str, tuple[nn.Module, mw.ComponentKeys]]
+) -> Path:
     """Save the modules under the real LTX-2 key layout with the ``config`` metadata."""
     tensors = {}
     for module, keys in modules.values():

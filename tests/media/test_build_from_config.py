@@ -13,7 +13,7 @@ from omniforcing_rt.media import weights as mw
 from omniforcing_rt.media.audio_vae import AudioDecoderConfig
 from omniforcing_rt.media.feature_extractor import FeatureExtractorConfig
 from omniforcing_rt.media.text_connector import TextConnectorConfig, encode_text_contexts
-from omniforcing_rt.media.video_vae import VideoDecoderConfig, video_tokens_to_latent, video_to_uint8
+from omniforcing_rt.media.video_vae import VideoDecoderConfig, video_to_uint8, video_tokens_to_latent
 from omniforcing_rt.media.vocoder import VocoderConfig
 
 from .helpers import ALT_METADATA
@@ -128,3 +128,33 @@ def test_ltx_core_defaults_that_change_the_architecture_are_refused() -> None:
     meta["vocoder"]["stereo"] = False
     with pytest.raises(UnsupportedError):
         VocoderConfig.from_checkpoint_metadata(meta)
+
+
+def test_19b_structure_tensor_and_parameter_counts() -> None:
+    """Built on the meta device from the 19B header values: the spec's tensor / parameter totals."""
+    from omniforcing_rt.media.audio_vae import AudioDecoder
+    from omniforcing_rt.media.text_connector import Embeddings1DConnector
+    from omniforcing_rt.media.video_vae import VideoDecoder
+    from omniforcing_rt.media.vocoder import Vocoder
+
+    header = {
+        "vae": {
+            "timestep_conditioning": False,
+            "decoder_blocks": [["res_x", {"num_layers": 5}], ["compress_all", {"residual": True, "multiplier": 2}]] * 3
+            + [["res_x", {"num_layers": 5}]],
+        },
+        "audio_vae": {"model": {"params": {"ddconfig": {"attn_resolutions": [], "mid_block_add_attention": False}}}},
+        "vocoder": {},
+        "transformer": {"rope_type": "split", "frequencies_precision": "float64"},
+    }
+    with torch.device("meta"):
+        modules = {
+            "video": VideoDecoder(VideoDecoderConfig.from_checkpoint_metadata(header)),
+            "audio": AudioDecoder(AudioDecoderConfig.from_checkpoint_metadata(header)),
+            "vocoder": Vocoder(VocoderConfig.from_checkpoint_metadata(header)),
+            "connector": Embeddings1DConnector(TextConnectorConfig.from_checkpoint_metadata(header, max_pos=4096)),
+        }
+    counts = {k: len(m.state_dict()) for k, m in modules.items()}
+    assert counts == {"video": 95, "audio": 58, "vocoder": 194, "connector": 29}
+    millions = {k: sum(p.numel() for p in m.parameters()) / 1e6 for k, m in modules.items()}
+    assert millions == pytest.approx({"video": 528.4, "audio": 31.9, "vocoder": 55.6, "connector": 354.5}, abs=0.05)

@@ -41,7 +41,8 @@ def test_video_tiled_decode(fixture_dir: Path, fixture_weights: Path, fixture_io
     assert [c.shape[2] for c in chunks] == fixture_io["video.tiled_chunk_lengths"].tolist()
     assert _maxdiff(torch.cat(chunks, 2), fixture_io["video.tiled_decoded"]) <= TOL
     # The documented tile plan: latent ranges, output frames and blend masks.
-    tiles = plan_tiles(tuple(fixture_io["video.latent"].shape[2:]), tiling, 8, 32)
+    shape = tuple(fixture_io["video.latent"].shape[2:])
+    tiles = plan_tiles(shape, tiling, dec.config.temporal_factor, dec.config.spatial_factor)
     for tile, ref in zip(tiles, cfg["latent_tiles"], strict=True):
         assert [tile.latent_slices[0].start, tile.latent_slices[0].stop] == ref["latent_frames"]
         assert [tile.output_slices[0].start, tile.output_slices[0].stop] == ref["output_frames"]

@@ -107,15 +107,17 @@ def test_chunked_vocoder_equals_whole(fixture_weights: Path, sizes: list[int]) -
 
 
 @torch.no_grad()
-def test_chunked_vocoder_with_too_little_context_differs(fixture_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunked_vocoder_with_too_little_context_differs(
+    fixture_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The context is necessary: with 2 frames instead of 18 the chunked output is wrong."""
     import omniforcing_rt.media.audio_streaming as streaming
 
     voc = mw.load_vocoder(fixture_weights)
-    mel = torch.randn(1, 2, 80, 64, generator=torch.Generator().manual_seed(4))
+    mel = torch.randn(1, 2, 60, 64, generator=torch.Generator().manual_seed(4))
     monkeypatch.setattr(streaming, "vocoder_context_frames", lambda cfg: (2, 2))
     state, outs = VocoderStreamState(), []
-    for i, chunk in enumerate(_chunks(mel, [40, 40])):
+    for i, chunk in enumerate(_chunks(mel, [30, 30])):
         wave, state = streaming.vocode_chunk(voc, chunk, state, final=i == 1)
         outs.append(wave)
     assert (torch.cat(outs, 2) - voc(mel)).abs().max() > 1e-6  # exact context gives <= 1e-7
@@ -176,13 +178,17 @@ def test_per_block_video_decode_exact_context() -> None:
     assert dec.config.temporal_factor == 4 and exact.left_context_latents >= 2
     lat = torch.randn(1, 8, 24, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     whole = dec(lat)
-    sizes = [4] + [2] * 10  # emits every 2 latents, so windows start past latent 0 (left context used)
+    sizes = [4] * 6  # the final window starts at latent 12 - L > 0, so the left context is exercised
     outs = _stream_video(dec, lat, sizes, exact)
     assert (torch.cat(outs, 2) - whole).abs().max() <= 1e-9
     # One latent less of context on either side is measurably not exact.
     for fewer in (
-        VideoStreamConfig(left_context_latents=exact.left_context_latents - 1, lookahead_latents=exact.lookahead_latents),
-        VideoStreamConfig(left_context_latents=exact.left_context_latents, lookahead_latents=exact.lookahead_latents - 1),
+        VideoStreamConfig(
+            left_context_latents=exact.left_context_latents - 1, lookahead_latents=exact.lookahead_latents
+        ),
+        VideoStreamConfig(
+            left_context_latents=exact.left_context_latents, lookahead_latents=exact.lookahead_latents - 1
+        ),
     ):
         assert (torch.cat(_stream_video(dec, lat, sizes, fewer), 2) - whole).abs().max() > 1e-7
 

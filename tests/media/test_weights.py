@@ -14,7 +14,9 @@ from omniforcing_rt.errors import CheckpointError
 from omniforcing_rt.media import weights as mw
 
 
-def _rewrite(src: Path, dst: Path, edit: dict[str, torch.Tensor | None], metadata: dict[str, str] | None = None) -> Path:
+def _rewrite(
+    src: Path, dst: Path, edit: dict[str, torch.Tensor | None], metadata: dict[str, str] | None = None
+) -> Path:
     """Copy a checkpoint, replacing (tensor) or dropping (None) the given keys."""
     tensors = load_file(str(src))
     with safe_open(str(src), framework="pt") as f:
@@ -55,7 +57,9 @@ def test_unexpected_key(tmp_path: Path, fixture_weights: Path) -> None:
 
 def test_wrong_shape(tmp_path: Path, fixture_weights: Path) -> None:
     bad = _rewrite(
-        fixture_weights, tmp_path / "w.safetensors", {"text_embedding_projection.aggregate_embed.weight": torch.zeros(16, 783)}
+        fixture_weights,
+        tmp_path / "w.safetensors",
+        {"text_embedding_projection.aggregate_embed.weight": torch.zeros(16, 783)},
     )
     with pytest.raises(CheckpointError, match=r"aggregate_embed\.weight: shape \[16, 783\]"):
         mw.load_feature_extractor(bad)

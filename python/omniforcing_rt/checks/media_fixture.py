@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 MEDIA_INPUT_KEYS = frozenset({"video.latent", "audio.latent", "text.hidden_states", "text.attention_mask"})
 """Keys that are inputs of the media components, not reference outputs."""
 _GROUPS = ("video", "audio", "vocoder", "text")
+_MAXPOS_KEY = re.compile(r"^text\.(video|audio)_context_maxpos(\d+)$")
 _MEDIA_WEIGHT_PREFIXES = (
     "vae.",
     "audio_vae.",
@@ -91,13 +93,13 @@ class _Fixture:
         self.config: dict[str, Any] = json.loads((root / "config.json").read_text())
 
     def ref(self, key: str) -> torch.Tensor:
-        """A reference tensor; KeyError names the missing input."""
+        """A reference tensor; raises :class:`_MissingInputError` naming a missing input."""
         if key not in self.io:
-            raise _MissingInput(key)
+            raise _MissingInputError(key)
         return self.io[key]
 
 
-class _MissingInput(Exception):
+class _MissingInputError(Exception):
     """A stage's input tensor is not in the fixture."""
 
 
@@ -116,7 +118,7 @@ def _video(fx: _Fixture) -> Predictions:
     if {"video.tiled_decoded", "video.tiled_chunk_lengths"} & set(fx.io):
         tiling_cfg = fx.config.get("tiling", {}).get("config")
         if tiling_cfg is None:
-            raise _MissingInput("config.json tiling.config")
+            raise _MissingInputError("config.json tiling.config")
         chunks = list(tiled_decode(decoder, latent, TilingConfig.from_dict(tiling_cfg)))
         out["video.tiled_decoded"] = torch.cat(chunks, dim=2)
         out["video.tiled_chunk_lengths"] = torch.tensor([c.shape[2] for c in chunks], dtype=torch.int64)
@@ -129,7 +131,7 @@ def _audio(fx: _Fixture) -> Predictions:
     out: Predictions = {"audio.latent_tokens": audio_latent_to_tokens(latent), "audio.mel": decoder(latent)}
     if "audio.mel_prefix" in fx.io:
         # T latents give 4T - 3 mel frames; the prefix length is read off the reference.
-        n = (fx.io["audio.mel_prefix"].shape[2] + 3) // 4
+        n = decoder.config.num_latents(fx.io["audio.mel_prefix"].shape[2])
         out["audio.mel_prefix"] = decoder(latent[:, :, :n])
     return out
 
@@ -145,20 +147,26 @@ def _text(fx: _Fixture) -> Predictions:
     mask = fx.ref("text.attention_mask")
     out: Predictions = {}
     if "text.hidden_states" in fx.io:
-        out["text.normed_concat"] = normalize_and_concat_hidden_states(extractor.stack(fx.io["text.hidden_states"]), mask)
+        out["text.normed_concat"] = normalize_and_concat_hidden_states(
+            extractor.stack(fx.io["text.hidden_states"]), mask
+        )
     normed = fx.io.get("text.normed_concat", out.get("text.normed_concat"))
     if normed is None:
-        raise _MissingInput("text.hidden_states or text.normed_concat")
+        raise _MissingInputError("text.hidden_states or text.normed_concat")
     out["text.aggregate_out"] = extractor.project(normed)
     features = fx.io.get("text.aggregate_out", out["text.aggregate_out"])
     out["text.video_connector_after_registers"] = video.replace_padding_with_registers(features, mask)
     contexts = encode_text_contexts(features, mask, video, audio)
     out.update({"text.video_context": contexts.video, "text.audio_context": contexts.audio})
     out["text.output_attention_mask"] = contexts.attention_mask
-    if "text.video_context_maxpos1" in fx.io:
-        cfg = TextConnectorConfig.from_checkpoint_metadata(media_weights.read_checkpoint_config(fx.weights), max_pos=1)
-        video1, audio1 = media_weights.load_text_connectors(fx.weights, config=cfg)
-        out["text.video_context_maxpos1"] = encode_text_contexts(features, mask, video1, audio1).video
+    for key in fx.io:
+        # "<video|audio>_context_maxpos<N>": the connector output with max_pos forced to N.
+        match = _MAXPOS_KEY.match(key)
+        if match:
+            meta = media_weights.read_checkpoint_config(fx.weights)
+            cfg = TextConnectorConfig.from_checkpoint_metadata(meta, max_pos=int(match.group(2)))
+            video_n, audio_n = media_weights.load_text_connectors(fx.weights, config=cfg)
+            out[key] = getattr(encode_text_contexts(features, mask, video_n, audio_n), match.group(1))
     return out
 
 
@@ -170,12 +178,12 @@ _STAGES: dict[str, Callable[[_Fixture], Predictions]] = {
 }
 
 
-def _run_stage(fx: _Fixture, group: str, keys: list[str]) -> tuple[Predictions, MediaRow | None]:
+def _run_stage(fx: _Fixture, group: str) -> tuple[Predictions, MediaRow | None]:
     """Predictions of one group, or a template row (status + note) explaining why there are none."""
     try:
         with torch.no_grad():
             return _STAGES[group](fx), None
-    except _MissingInput as e:
+    except _MissingInputError as e:
         return {}, MediaRow("", None, "not covered", f"fixture lacks input {e.args[0]}")
     except UnsupportedError as e:
         return {}, MediaRow("", None, "not covered", f"unsupported variant: {e}")
@@ -193,7 +201,7 @@ def check_media_fixture_rows(fixture_dir: Path) -> list[Row]:
     rows: list[Row] = []
     for group, keys in by_group.items():
         outputs = [k for k in keys if k not in MEDIA_INPUT_KEYS]
-        preds, failure = _run_stage(fx, group, outputs) if group in _STAGES and outputs else ({}, None)
+        preds, failure = _run_stage(fx, group) if group in _STAGES and outputs else ({}, None)
         for key in keys:
             if key in MEDIA_INPUT_KEYS:
                 rows.append(Row(key, None, "input"))

@@ -133,6 +133,10 @@ class AudioDecoderConfig:
         """Output mel frames for ``num_latents`` latents: ``max(4T - 3, 1)``."""
         return max(num_latents * LATENT_DOWNSAMPLE_FACTOR - (LATENT_DOWNSAMPLE_FACTOR - 1), 1)
 
+    def num_latents(self, num_mel_frames: int) -> int:
+        """Latents whose decode yields ``num_mel_frames`` frames (inverse of :meth:`num_mel_frames`)."""
+        return (num_mel_frames + LATENT_DOWNSAMPLE_FACTOR - 1) // LATENT_DOWNSAMPLE_FACTOR
+
 
 def _read_mel_bins(top: SectionReader, dd: SectionReader) -> int | None:
     # ltx-core: ddconfig.mel_bins or preprocessing.mel.n_mel_channels or variables.mel_bins ("or"
@@ -161,7 +165,7 @@ def _unsupported_audio_variants(dd: SectionReader, ch_mult: tuple[int, ...]) -> 
         )
     attn = dd.raw("attn_resolutions", [8, 16, 32])
     if not isinstance(attn, list | tuple | set) or not all(isinstance(a, int) for a in attn):
-        dd.problems.append(f"audio_vae...ddconfig.attn_resolutions must be a list of integers, got {attn!r}")
+        dd.problems.append(f"{dd.path}.attn_resolutions must be a list of integers, got {attn!r}")
         return reasons
     res = dd.get_int("resolution", 256, minimum=1) // 2 ** (len(ch_mult) - 1)
     for level in reversed(range(len(ch_mult))):

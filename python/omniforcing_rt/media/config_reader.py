@@ -121,7 +121,8 @@ class SectionReader:
         """A list of lists of positive integers (vocoder dilations)."""
         value = self._section.get(key, default)
         ok = isinstance(value, list | tuple) and all(
-            isinstance(row, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in row)
+            isinstance(row, list | tuple)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in row)
             for row in value
         )
         if not ok:

@@ -113,7 +113,9 @@ class GemmaFeatureExtractor(nn.Module):
         """``aggregate_embed`` of [B, L, D * N] normalised features -> [B, L, D]."""
         return self.aggregate_embed(normed.to(self.aggregate_embed.weight.dtype))
 
-    def forward(self, hidden_states: Sequence[torch.Tensor] | torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: Sequence[torch.Tensor] | torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Text features [B, L, D] from N hidden states [B, L, D] and the mask [B, L]."""
         stacked = self.stack(hidden_states)
         if attention_mask.shape != stacked.shape[:2]:

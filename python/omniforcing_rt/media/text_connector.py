@@ -70,7 +70,8 @@ class TextConnectorConfig:
     num_learnable_registers: int = 128
     """Registers replacing padding; the sequence length must be a multiple of it."""
     positional_embedding_theta: float = 10000.0
-    """RoPE base."""
+    """RoPE base, read from ``transformer.positional_embedding_theta`` (ltx-core's connector
+    configurator ignores that key and always uses 10000; the two agree for LTX-2)."""
     max_pos: int = LTX_CORE_DEFAULT_CONNECTOR_MAX_POS
     """Divisor of the positions (fractional position p / max_pos)."""
     rope_type: RopeType = RopeType.INTERLEAVED
@@ -100,7 +101,9 @@ class TextConnectorConfig:
         return self.num_attention_heads * self.attention_head_dim
 
     @classmethod
-    def from_checkpoint_metadata(cls, metadata: Mapping[str, Any] | str, *, max_pos: int | None = None) -> TextConnectorConfig:
+    def from_checkpoint_metadata(
+        cls, metadata: Mapping[str, Any] | str, *, max_pos: int | None = None
+    ) -> TextConnectorConfig:
         """Read the connector convention from ``transformer`` and sizes from ``text_encoder_tiny``.
 
         Args:

@@ -137,7 +137,11 @@ def decode_video_block(
         (frames [B, 3, m, H_px, W_px], new state). Over a whole stream the frames concatenate to
         ``factor (N - 1) + 1`` frames, equal to the offline decode when ``stream`` is exact.
     """
-    lat = state.latents if latents is None else (latents if state.latents is None else torch.cat([state.latents, latents], 2))
+    lat = (
+        state.latents
+        if latents is None
+        else (latents if state.latents is None else torch.cat([state.latents, latents], 2))
+    )
     if lat is None:
         raise InputError("decode_video_block needs at least one latent in the stream")
     f = decoder.config.temporal_factor

@@ -123,9 +123,13 @@ class DimensionIntervals:
     """Latent intervals [starts[i], ends[i]) of one axis with their blend ramp lengths."""
 
     starts: list[int]
+    """First latent of each interval."""
     ends: list[int]
+    """One past the last latent of each interval."""
     left_ramps: list[int]
+    """Left blend ramp of each interval, in latents."""
     right_ramps: list[int]
+    """Right blend ramp of each interval, in latents."""
 
 
 @dataclass(frozen=True)
@@ -237,14 +241,14 @@ def plan_tiles(
         for a, iv in enumerate(_axis_intervals(latent_shape, tiling, time_scale, space_scale))
     ]
     tiles = []
-    for combo in itertools.product(*per_axis):
+    for (lt, ot, mt), (lh, oh, mh), (lw, ow, mw) in itertools.product(*per_axis):
         mask = torch.ones(1, 1, 1, 1, 1)
-        for axis, (_, _, m) in enumerate(combo):
+        for axis, m in enumerate((mt, mh, mw)):
             if m is not None:
                 shape = [1, 1, 1, 1, 1]
                 shape[2 + axis] = m.numel()
                 mask = mask * m.view(shape)
-        tiles.append(Tile(tuple(c[0] for c in combo), tuple(c[1] for c in combo), mask))  # type: ignore[arg-type]
+        tiles.append(Tile((lt, lh, lw), (ot, oh, ow), mask))
     return tiles
 
 
@@ -279,7 +283,9 @@ def tiled_decode(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConf
     shape = (latent.shape[2], latent.shape[3], latent.shape[4])
     tiles = plan_tiles(shape, tiling, cfg.temporal_factor, cfg.spatial_factor)
     full_hw = (shape[1] * cfg.spatial_factor, shape[2] * cfg.spatial_factor)
-    groups = [list(g) for _, g in itertools.groupby(tiles, key=lambda t: (t.output_slices[0].start, t.output_slices[0].stop))]
+    groups = [
+        list(g) for _, g in itertools.groupby(tiles, key=lambda t: (t.output_slices[0].start, t.output_slices[0].stop))
+    ]
     prev: tuple[torch.Tensor, torch.Tensor, slice] | None = None
     for group in groups:
         t_slice = group[0].output_slices[0]

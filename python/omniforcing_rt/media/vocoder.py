@@ -208,7 +208,10 @@ def vocoder_receptive_field(config: VocoderConfig) -> tuple[int, int]:
     for s, k in zip(config.upsample_rates, config.upsample_kernel_sizes):
         p = (k - s) // 2
         lo, hi = lo * s - p, hi * s - p + k - 1
-        reach = max(_resblock_reach(config, ks, d) for ks, d in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes))
+        reach = max(
+            _resblock_reach(config, ks, d)
+            for ks, d in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes)
+        )
         lo, hi = lo - reach, hi + reach
     return lo - 3, hi + 3  # conv_post
 

@@ -137,7 +137,7 @@ def read_checkpoint_config(path: CheckpointPath) -> dict[str, Any]:
 def _component_entries(handles: Sequence[Any], keys: ComponentKeys) -> Iterator[tuple[str, str, Any]]:
     """(module name, checkpoint key, file handle) for every checkpoint key of the component."""
     for handle in handles:
-        for key in handle.keys():
+        for key in list(handle.keys()):  # a safe_open handle is not a Mapping
             name = keys.module_name(key)
             if name is not None:
                 yield name, key, handle
