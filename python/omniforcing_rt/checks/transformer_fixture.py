@@ -39,6 +39,9 @@ _INPUTS = re.compile(
 )
 
 
+_GRID_KEYS = ("bidir.video_latent_bfchw", "masked.video_in", "trace.00.video_in", "causal.final_video")
+
+
 def is_transformer_fixture(d: Path) -> bool:
     """True if ``d`` looks like a transformer fixture (weights with the LTX-2 transformer prefix)."""
     cfg = d / "config.json"
@@ -78,14 +81,17 @@ class TransformerFixture:
             meta = json.dumps(config.get("ltx_core_config", {}))
         model_cfg = ModelConfig.from_metadata(meta, audio_sink_tokens=sinks)
         model, _, _ = load_transformer(root / "weights.safetensors", config=model_cfg)
+        io = load_file(str(root / "io.safetensors"))
         grid = tuple(config.get("derived_dims", {}).get("latent_grid_hw", ()))
+        if len(grid) != 2:  # fall back to any stored [B, F, C, H, W] video latent
+            grid = next((tuple(io[k].shape[-2:]) for k in _GRID_KEYS if k in io and io[k].ndim == 5), ())
         if len(grid) != 2:
-            raise CheckpointError(f"{root}/config.json lacks derived_dims.latent_grid_hw")
+            raise CheckpointError(f"{root}: no latent grid (config derived_dims.latent_grid_hw, or a 5-D video latent)")
         release = "num_frame_per_block_first" in causal
         kind = LayoutKind.RELEASE if release else LayoutKind.PAPER
         f0 = int(causal["num_frame_per_block_first"]) if release else 1
         return cls(
-            root=root, config=config, io=load_file(str(root / "io.safetensors")), model=model,
+            root=root, config=config, io=io, model=model,
             grid_hw=(int(grid[0]), int(grid[1])), layout_kind=kind, first_block_frames=f0,
             block_frames=int(causal.get("num_frame_per_block", 3)), sinks=sinks,
         )  # fmt: skip
