@@ -70,7 +70,9 @@ def validate_append(
     check_same_device("all tensors", k_new, v_new, k_cache, v_cache, page_table, start_pos, cu_seqlens)
     batch = check_cu_seqlens("cu_seqlens", cu_seqlens)
     if page_table.shape[0] != batch or start_pos.shape[0] != batch:
-        raise InputError(f"page_table {tuple(page_table.shape)} and start_pos {tuple(start_pos.shape)} need {batch} rows")
+        raise InputError(
+            f"page_table {tuple(page_table.shape)} and start_pos {tuple(start_pos.shape)} need {batch} rows"
+        )
     if k_new.shape != v_new.shape:
         raise InputError(f"k_new {tuple(k_new.shape)} and v_new {tuple(v_new.shape)} differ")
     if k_cache.shape != v_cache.shape or k_cache.shape[2:] != k_new.shape[1:]:

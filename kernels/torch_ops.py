@@ -36,7 +36,7 @@ def _triton(module: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# block_causal_attention (paged, inference)
+# Paged block attention, the streaming inference form.
 
 
 @custom_op("ofrt::block_causal_attention", mutates_args=())
@@ -61,7 +61,9 @@ def block_causal_attention(
 
 
 @block_causal_attention.register_kernel("cuda")
-def _(q, k_new, v_new, cu_seqlens_q, cu_seqlens_kv, k_cache, v_cache, page_table, cache_lens, max_seqlen_q, sm_scale=None):  # type: ignore[no-untyped-def]
+def _(
+    q, k_new, v_new, cu_seqlens_q, cu_seqlens_kv, k_cache, v_cache, page_table, cache_lens, max_seqlen_q, sm_scale=None
+):  # type: ignore[no-untyped-def]
     return _triton("block_causal_attention").block_causal_attention(
         q, k_new, v_new, cu_seqlens_q, cu_seqlens_kv, k_cache, v_cache, page_table, cache_lens,
         max_seqlen_q=max_seqlen_q, sm_scale=sm_scale,
@@ -74,7 +76,7 @@ def _(q, *_args, **_kwargs):  # type: ignore[no-untyped-def]
 
 
 # ---------------------------------------------------------------------------------------------
-# block_causal_attention_dense (training) + backward
+# Dense block-causal attention, the training form, with its backward.
 
 
 @custom_op("ofrt::block_causal_attention_dense", mutates_args=())
@@ -144,7 +146,7 @@ block_causal_attention_dense.register_autograd(_dense_backward, setup_context=_d
 
 
 # ---------------------------------------------------------------------------------------------
-# paged_kv_append
+# Paged K/V append.
 
 
 @custom_op("ofrt::paged_kv_append", mutates_args=("k_cache", "v_cache"))
@@ -175,7 +177,7 @@ def _(*_args, **_kwargs):  # type: ignore[no-untyped-def]
 
 
 # ---------------------------------------------------------------------------------------------
-# rope_av, adaln_modulate, gated_residual, x0_renoise
+# The memory-bound elementwise ops.
 
 
 @custom_op("ofrt::rope_av", mutates_args=())

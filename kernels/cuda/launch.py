@@ -42,9 +42,18 @@ class PagedKvAppendParams(ctypes.Structure):
 
     _fields_ = [
         *[(n, _VP) for n in ("k_new", "v_new", "k_cache", "v_cache", "page_table", "cu_seqlens", "start_pos")],
-        *[(n, _I64) for n in ("k_new_stride_token", "v_new_stride_token", "k_cache_stride_page",
-                              "k_cache_stride_slot", "v_cache_stride_page", "v_cache_stride_slot",
-                              "page_table_stride")],  # fmt: skip
+        *[
+            (n, _I64)
+            for n in (
+                "k_new_stride_token",
+                "v_new_stride_token",
+                "k_cache_stride_page",
+                "k_cache_stride_slot",
+                "v_cache_stride_page",
+                "v_cache_stride_slot",
+                "page_table_stride",
+            )
+        ],  # fmt: skip
         *[(n, _I32) for n in ("batch", "max_seqlen", "page_size", "max_pages", "num_pages", "row_bytes")],
     ]
 
@@ -53,13 +62,41 @@ class PagedAttentionParams(ctypes.Structure):
     """Mirror of ``OfrtPagedAttentionParams`` (block_causal_attention.cuh)."""
 
     _fields_ = [
-        *[(n, _VP) for n in ("q", "k_new", "v_new", "k_cache", "v_cache", "page_table", "cu_seqlens_q",
-                             "cu_seqlens_kv", "cache_lens", "out")],  # fmt: skip
-        *[(n, _I64) for n in ("q_stride_token", "q_stride_head", "k_new_stride_token", "k_new_stride_head",
-                              "v_new_stride_token", "v_new_stride_head", "k_cache_stride_page",
-                              "k_cache_stride_slot", "k_cache_stride_head", "v_cache_stride_page",
-                              "v_cache_stride_slot", "v_cache_stride_head", "page_table_stride",
-                              "out_stride_token", "out_stride_head")],  # fmt: skip
+        *[
+            (n, _VP)
+            for n in (
+                "q",
+                "k_new",
+                "v_new",
+                "k_cache",
+                "v_cache",
+                "page_table",
+                "cu_seqlens_q",
+                "cu_seqlens_kv",
+                "cache_lens",
+                "out",
+            )
+        ],  # fmt: skip
+        *[
+            (n, _I64)
+            for n in (
+                "q_stride_token",
+                "q_stride_head",
+                "k_new_stride_token",
+                "k_new_stride_head",
+                "v_new_stride_token",
+                "v_new_stride_head",
+                "k_cache_stride_page",
+                "k_cache_stride_slot",
+                "k_cache_stride_head",
+                "v_cache_stride_page",
+                "v_cache_stride_slot",
+                "v_cache_stride_head",
+                "page_table_stride",
+                "out_stride_token",
+                "out_stride_head",
+            )
+        ],  # fmt: skip
         *[(n, _I32) for n in ("batch", "q_heads", "kv_heads", "head_dim", "page_size", "max_seqlen_q")],
         ("sm_scale", _F32),
         ("dtype", _I32),

@@ -17,9 +17,7 @@ from .._elementwise_args import as_btc, broadcast_mod
 RMS_EPS = 1e-6
 
 
-def adaln_modulate(
-    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *, eps: float = RMS_EPS
-) -> torch.Tensor:
+def adaln_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *, eps: float = RMS_EPS) -> torch.Tensor:
     """rms(x) * (1 + scale) + shift.
 
     Args:

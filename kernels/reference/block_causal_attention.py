@@ -39,10 +39,11 @@ def _masked_softmax_attend(
     finite = torch.isfinite(m)
     m_safe = torch.where(finite, m, torch.zeros_like(m))
     p = torch.exp(s - m_safe)
-    l = p.sum(dim=-1, keepdim=True)
-    nonempty = l > 0
-    out = torch.matmul(p / torch.where(nonempty, l, torch.ones_like(l)), v)
-    lse = torch.where(nonempty, m_safe + torch.log(torch.where(nonempty, l, torch.ones_like(l))), -torch.inf)
+    denom = p.sum(dim=-1, keepdim=True)
+    nonempty = denom > 0
+    safe = torch.where(nonempty, denom, torch.ones_like(denom))
+    out = torch.matmul(p / safe, v)
+    lse = torch.where(nonempty, m_safe + torch.log(safe), -torch.inf)
     return out, lse.squeeze(-1)
 
 

@@ -11,9 +11,9 @@ their broadcast strides (stride 0 along a broadcast dim), so per-batch [B, 1, C]
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
 
+import triton
 from omniforcing_rt.errors import InputError
 
 from .._common import check_triton_device, is_interpreting, next_pow2
@@ -29,7 +29,7 @@ def _row_offsets(rows, n_t, stride_b, stride_t):
 
 @triton.jit
 def _adaln_kernel(
-    X, SH, SC, O, n_rows, n_t, n_c, eps,
+    X, SH, SC, Out, n_rows, n_t, n_c, eps,
     sxb, sxt, sshb, ssht, sscb, ssct, sob, sot,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
@@ -41,12 +41,12 @@ def _adaln_kernel(
     sh = tl.load(SH + _row_offsets(rows, n_t, sshb, ssht)[:, None] + cols[None, :], mask=mask, other=0.0)
     sc = tl.load(SC + _row_offsets(rows, n_t, sscb, ssct)[:, None] + cols[None, :], mask=mask, other=0.0)
     out = x * inv_rms[:, None] * (1.0 + sc.to(tl.float32)) + sh.to(tl.float32)
-    tl.store(O + _row_offsets(rows, n_t, sob, sot)[:, None] + cols[None, :], out.to(O.dtype.element_ty), mask=mask)
+    tl.store(Out + _row_offsets(rows, n_t, sob, sot)[:, None] + cols[None, :], out.to(Out.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _gated_residual_kernel(
-    X, Y, G, O, n_rows, n_t, n_c,
+    X, Y, G, Out, n_rows, n_t, n_c,
     sxb, sxt, syb, syt, sgb, sgt, sob, sot,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
@@ -57,7 +57,7 @@ def _gated_residual_kernel(
     y = tl.load(Y + _row_offsets(rows, n_t, syb, syt)[:, None] + cols[None, :], mask=mask, other=0.0)
     g = tl.load(G + _row_offsets(rows, n_t, sgb, sgt)[:, None] + cols[None, :], mask=mask, other=0.0)
     out = x.to(tl.float32) + y.to(tl.float32) * g.to(tl.float32)
-    tl.store(O + _row_offsets(rows, n_t, sob, sot)[:, None] + cols[None, :], out.to(O.dtype.element_ty), mask=mask)
+    tl.store(Out + _row_offsets(rows, n_t, sob, sot)[:, None] + cols[None, :], out.to(Out.dtype.element_ty), mask=mask)
 
 
 def _rows_per_program(n_c: int) -> int:
@@ -72,9 +72,7 @@ def _warps(block_c: int) -> int:
     return 8 if block_c >= 2048 else 4
 
 
-def adaln_modulate(
-    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *, eps: float = RMS_EPS
-) -> torch.Tensor:
+def adaln_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *, eps: float = RMS_EPS) -> torch.Tensor:
     """Triton rms(x) * (1 + scale) + shift; same contract as ``kernels/reference/adaln_modulate.py``."""
     x3 = as_btc("x", x)
     sh, sc = broadcast_mod("shift", shift, x3), broadcast_mod("scale", scale, x3)

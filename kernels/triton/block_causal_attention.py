@@ -27,8 +27,9 @@ from __future__ import annotations
 import math
 
 import torch
-import triton
 import triton.language as tl
+
+import triton
 
 from .._attention_args import default_scale, normalize_block_ids, validate_dense, validate_paged
 from .._common import check_head_dim, check_triton_device, is_interpreting, next_pow2
@@ -58,8 +59,8 @@ def _attend_tile(acc, m_i, l_i, q, k, v, valid, scale_log2, DOT_FP32: tl.constex
     alpha = tl.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
-    if DOT_FP32:
-        acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+    if DOT_FP32:  # round P to v's dtype first, exactly as the tensor-core path does
+        acc = tl.dot(p.to(v.dtype).to(tl.float32), v.to(tl.float32), acc, input_precision="ieee")
     elif IEEE:
         acc = tl.dot(p, v, acc, input_precision="ieee")
     else:
@@ -69,7 +70,7 @@ def _attend_tile(acc, m_i, l_i, q, k, v, valid, scale_log2, DOT_FP32: tl.constex
 
 @triton.jit
 def _paged_fwd_kernel(
-    Q, KN, VN, KC, VC, PT, CU_Q, CU_KV, CACHE_LENS, O,
+    Q, KN, VN, KC, VC, PT, CU_Q, CU_KV, CACHE_LENS, Out,
     scale_log2,
     stride_qt, stride_qh, stride_knt, stride_knh, stride_vnt, stride_vnh,
     stride_kcp, stride_kcs, stride_kch, stride_vcp, stride_vcs, stride_vch,
@@ -126,13 +127,13 @@ def _paged_fwd_kernel(
 
     # A stream with no keys at all (empty history and empty block) has l = 0 and acc = 0: output 0.
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
-    o_ptrs = O + q_rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :]
-    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=m_mask[:, None])
+    o_ptrs = Out + q_rows[:, None] * stride_ot + h * stride_oh + offs_d[None, :]
+    tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=m_mask[:, None])
 
 
 @triton.jit
 def _dense_fwd_kernel(
-    Q, K, V, QB, KB, O, LSE,
+    Q, K, V, QB, KB, Out, LSE,
     scale_log2, q_len, k_len,
     stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
     stride_vb, stride_vs, stride_vh, stride_ob, stride_os, stride_oh,
@@ -170,8 +171,8 @@ def _dense_fwd_kernel(
 
     nonempty = l_i > 0.0
     out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
-    o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :]
-    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=m_mask[:, None])
+    o_ptrs = Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :]
+    tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=m_mask[:, None])
     # Natural-log LSE for the backward pass and for callers; -inf marks a row that sees nothing.
     lse = tl.where(nonempty, (m_i + tl.log2(tl.where(nonempty, l_i, 1.0))) / 1.4426950408889634, float("-inf"))
     tl.store(LSE + (b * H_Q + h) * q_len + offs_m, lse, mask=m_mask)
@@ -225,8 +226,9 @@ def block_causal_attention(
 ) -> torch.Tensor:
     """Paged block attention (Triton). Same contract as the reference in ``kernels/reference``.
 
-    ``max_seqlen_q`` sizes the grid; pass it to stay free of host syncs (CUDA graphs). When it
-    is None it is read from ``cu_seqlens_q`` (one device->host copy).
+    ``max_seqlen_q`` sizes the grid; pass it to stay free of host syncs (CUDA graphs). It must
+    be >= the longest query block (rows past it are not computed). When it is None it is read
+    from ``cu_seqlens_q`` (one device->host copy).
     """
     dims = validate_paged(q, k_new, v_new, cu_seqlens_q, cu_seqlens_kv, k_cache, v_cache, page_table, cache_lens)
     check_head_dim(dims.head_dim, SUPPORTED_HEAD_DIMS)

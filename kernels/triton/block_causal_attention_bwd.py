@@ -7,7 +7,9 @@ the forward's log-sum-exp, never stored. Rejected alternative: a single kernel a
 ``tl.atomic_add`` - fewer recomputed dots, but fp32 atomics make the result depend on
 scheduling order, which we do not want in a training oracle comparison.
 
-Both kernels skip tiles that the block-causal rule hides entirely (min key id > max query id),
+P and dS are rounded to the input dtype before their dots, as the tensor cores need; the
+interpreter path (operands upcast for the bf16 dot bug) rounds the same way, so CPU tests see
+GPU-like numerics. Both kernels skip tiles that the block-causal rule hides entirely (min key id > max query id),
 exactly as the forward does. ``delta = rowsum(dO * O)`` is computed with one torch reduction:
 it is memory-bound and O(S*D), negligible next to the O(S^2*D) kernels, so a dedicated
 preprocessing kernel would buy nothing.
@@ -16,8 +18,9 @@ preprocessing kernel would buy nothing.
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
+
+import triton
 
 from .._attention_args import default_scale, normalize_block_ids, validate_dense
 from .._common import check_head_dim, check_triton_device, is_interpreting
@@ -79,16 +82,16 @@ def _bwd_dkdv_kernel(
                 visible = (kb[:, None] <= qb[None, :]) & n_mask[:, None] & m_mask[None, :]
                 p_t = tl.where(visible, tl.exp2(s_t * scale_log2 - lse2[None, :]), 0.0)
                 if IEEE:
-                    dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision="ieee")
+                    dv = tl.dot(p_t.to(DK.dtype.element_ty).to(do.dtype), do, dv, input_precision="ieee")
                     dp_t = tl.dot(v, tl.trans(do), input_precision="ieee")
                 else:
-                    dv = tl.dot(p_t.to(do.dtype), do, dv)
+                    dv = tl.dot(p_t.to(DK.dtype.element_ty).to(do.dtype), do, dv)
                     dp_t = tl.dot(v, tl.trans(do))
                 ds_t = p_t * (dp_t - delta[None, :])
                 if IEEE:
-                    dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision="ieee")
+                    dk = tl.dot(ds_t.to(DK.dtype.element_ty).to(q.dtype), q, dk, input_precision="ieee")
                 else:
-                    dk = tl.dot(ds_t.to(q.dtype), q, dk)
+                    dk = tl.dot(ds_t.to(DK.dtype.element_ty).to(q.dtype), q, dk)
     dk = dk * sm_scale
     tl.store(DK + b * stride_dkb + hk * stride_dkh + offs_n[:, None] * stride_dks + offs_d[None, :],
              dk.to(DK.dtype.element_ty), mask=n_mask[:, None])  # fmt: skip
@@ -150,9 +153,9 @@ def _bwd_dq_kernel(
             p = tl.where(visible, tl.exp2(s * scale_log2 - lse2[:, None]), 0.0)
             ds = p * (dp - delta[:, None])
             if IEEE:
-                dq = tl.dot(ds.to(k.dtype), k, dq, input_precision="ieee")
+                dq = tl.dot(ds.to(DQ.dtype.element_ty).to(k.dtype), k, dq, input_precision="ieee")
             else:
-                dq = tl.dot(ds.to(k.dtype), k, dq)
+                dq = tl.dot(ds.to(DQ.dtype.element_ty).to(k.dtype), k, dq)
     dq = dq * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqs + offs_d[None, :],
              dq.to(DQ.dtype.element_ty), mask=m_mask[:, None])  # fmt: skip

@@ -10,8 +10,9 @@ sync per pass, which breaks CUDA-graph replay) and two kernel launches.
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
+
+import triton
 
 from .._common import check_triton_device, is_interpreting, next_pow2
 from .._paged_kv_args import validate_append

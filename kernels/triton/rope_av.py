@@ -17,9 +17,9 @@ calls, and are not available in the interpreter's ``tl.math`` path either.
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
 
+import triton
 from omniforcing_rt.errors import UnsupportedError
 
 from .._common import check_triton_device, is_interpreting
@@ -30,7 +30,7 @@ TWO_PI = 6.283185307179586
 
 @triton.jit
 def _rope_kernel(
-    X, C, S, ID, O, n_tokens,
+    X, C, S, ID, Out, n_tokens,
     stride_xt, stride_xh, stride_ct, stride_ch, stride_st, stride_sh, stride_ot, stride_oh,
     HALF: tl.constexpr, INTERLEAVED: tl.constexpr, FROM_ANGLES: tl.constexpr, ANGLES_FP64: tl.constexpr,
     HAS_ID: tl.constexpr, BLOCK_T: tl.constexpr,
@@ -68,9 +68,9 @@ def _rope_kernel(
         skip = tl.load(ID + offs_t, mask=t_mask, other=0) != 0
         oa = tl.where(skip[:, None], xa, oa)
         ob = tl.where(skip[:, None], xb, ob)
-    o_row = O + (rows * stride_ot + h * stride_oh)[:, None]
-    tl.store(o_row + ia[None, :], oa.to(O.dtype.element_ty), mask=mask)
-    tl.store(o_row + ib[None, :], ob.to(O.dtype.element_ty), mask=mask)
+    o_row = Out + (rows * stride_ot + h * stride_oh)[:, None]
+    tl.store(o_row + ia[None, :], oa.to(Out.dtype.element_ty), mask=mask)
+    tl.store(o_row + ib[None, :], ob.to(Out.dtype.element_ty), mask=mask)
 
 
 def _head_stride(tab: torch.Tensor) -> int:

@@ -10,8 +10,9 @@ bf16 and bake the sigmas into the graph as host scalars.
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
+
+import triton
 
 from .._common import check_triton_device, is_interpreting
 from .._elementwise_args import validate_renoise

@@ -75,3 +75,10 @@ def test_synthetic_fixture_of_another_configuration(
         n_audio = io["masked.audio_in"].shape[1]
         assert io["masked.mask.audio_self"].shape == (n_audio + sinks, n_audio + sinks)
         assert torch.equal(io["masked.pe.audio_cos"][0, :sinks], torch.ones_like(io["masked.pe.audio_cos"][0, :sinks]))
+
+
+@needs_fixture
+def test_official_fixture_with_kernel_attention() -> None:
+    rows = check_transformer_fixture(FIXTURE, attention_backend="ofrt")
+    assert not [r for r in rows if r.status in ("FAIL", "not covered")]
+    assert sum(r.diff is not None for r in rows) == 143

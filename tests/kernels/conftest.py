@@ -18,7 +18,6 @@ from collections import defaultdict  # noqa: E402
 
 import pytest  # noqa: E402
 from kernels_testlib import MAX_DIFFS  # noqa: E402
-
 from omniforcing_rt.kernels.triton import block_causal_attention as triton_attn  # noqa: E402
 from omniforcing_rt.kernels.triton import block_causal_attention_bwd as triton_attn_bwd  # noqa: E402
 
@@ -43,6 +42,16 @@ def gpu_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setattr(triton_attn, "tile_config", triton_attn.gpu_tile_config)
     monkeypatch.setattr(triton_attn_bwd, "bwd_tile_config", lambda d: (64, 64, 4, 2))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``slow`` kernel tests unless asked for (``-m slow`` or ``OFRT_RUN_SLOW=1``)."""
+    if os.environ.get("OFRT_RUN_SLOW") == "1" or "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow on the CPU interpreter; run with -m slow or OFRT_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords and "tests/kernels" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from omniforcing_rt.kernels.registry import get_op
 
 #: (op, impl, dtype) -> largest max-abs difference seen, printed at the end of the session.

@@ -109,3 +109,11 @@ def test_rolling_window_differs_from_full_history():
     win = list(StreamingGenerator(model, StreamConfig(latent_grid_hw=HW, video_window_s=1.0, audio_window_s=2.0)).stream(text, SEED, 5))
     assert torch.equal(full[1].video_latents, win[1].video_latents)
     assert (full[4].video_latents - win[4].video_latents).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize(("kind", "sinks"), [("release", 0), ("paper", 4)])
+def test_stream_equals_masked_forward_with_kernel_attention(kind, sinks):
+    """The ofrt kernel op swapped into the reference model (streaming and offline) keeps the identity."""
+    model = tiny_model(seed=13, audio_sink_tokens=sinks)
+    model.attention_backend = "ofrt"
+    _check(model, StreamConfig(latent_grid_hw=HW, layout_kind=kind), 3)

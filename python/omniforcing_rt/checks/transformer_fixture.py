@@ -68,7 +68,7 @@ class TransformerFixture:
     sinks: int
 
     @classmethod
-    def load(cls, root: Path) -> TransformerFixture:
+    def load(cls, root: Path, attention_backend: str = "sdpa") -> TransformerFixture:
         try:
             config = json.loads((root / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -81,6 +81,7 @@ class TransformerFixture:
             meta = json.dumps(config.get("ltx_core_config", {}))
         model_cfg = ModelConfig.from_metadata(meta, audio_sink_tokens=sinks)
         model, _, _ = load_transformer(root / "weights.safetensors", config=model_cfg)
+        model.attention_backend = attention_backend
         io = load_file(str(root / "io.safetensors"))
         grid = tuple(config.get("derived_dims", {}).get("latent_grid_hw", ()))
         if len(grid) != 2:  # fall back to any stored [B, F, C, H, W] video latent
@@ -172,7 +173,8 @@ def _masked(fx: TransformerFixture, text: TextContext) -> dict[str, torch.Tensor
     cap: dict[str, torch.Tensor] = {}
     conv = Convention.student()
     with torch.no_grad():
-        vv, av = fx.model(video, audio, text, conv, masks=masks.dense(), capture=cap, with_sinks=bool(fx.sinks))
+        rules = {name: getattr(masks, name) for name in ("video_self", "audio_self", "a2v", "v2a")}
+        vv, av = fx.model(video, audio, text, conv, masks=rules, capture=cap, with_sinks=bool(fx.sinks))
         rope = fx.model.rope(video.positions, audio.positions, conv, torch.float32, fx.sinks)
     out = {
         "masked.video_velocity": unpatchify_video(vv, f, h, w),
@@ -186,11 +188,14 @@ def _masked(fx: TransformerFixture, text: TextContext) -> dict[str, torch.Tensor
     return out
 
 
-def check_transformer_fixture(root: Path) -> list[Row]:
-    """One row per key of ``io.safetensors``: compared outputs, inputs, and uncovered keys."""
+def check_transformer_fixture(root: Path, attention_backend: str = "sdpa") -> list[Row]:
+    """One row per key of ``io.safetensors``: compared outputs, inputs, and uncovered keys.
+
+    ``attention_backend='ofrt'`` runs the temporal attentions through the project's kernel op.
+    """
     from omniforcing_rt.checks.stream_fixture import streaming_predictions
 
-    fx = TransformerFixture.load(root)
+    fx = TransformerFixture.load(root, attention_backend)
     text = fx.text()
     preds: dict[str, torch.Tensor] = {}
     preds.update(_bidir(fx, text))

@@ -15,7 +15,12 @@ from torch.nn import functional as F
 from omniforcing_rt.model.config import RopeType
 from omniforcing_rt.model.rope import apply_rope
 
-__all__ = ["Attention", "Rope", "sdpa"]
+__all__ = ["ATTENTION_BACKENDS", "Attention", "Rope", "kernel_attention", "sdpa"]
+
+ATTENTION_BACKENDS = ("sdpa", "ofrt")
+"""'sdpa': torch SDPA with dense masks (the readable oracle). 'ofrt': the project's block-causal
+kernel op (``torch.ops.ofrt.block_causal_attention_dense``: fp64 reference on CPU, Triton on CUDA),
+fed per-token block ids instead of a dense mask."""
 
 Rope = tuple[torch.Tensor, torch.Tensor]
 
@@ -36,6 +41,23 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: to
     if mask is not None and mask.dtype == torch.bool:
         out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     return out.transpose(1, 2).reshape(b, tq, -1)
+
+
+def kernel_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, block_ids: tuple[torch.Tensor, torch.Tensor] | None
+) -> torch.Tensor:
+    """Attention through the ofrt kernel op; ``block_ids`` = (query ids [Tq], key ids [Tk]) or None (full)."""
+    import omniforcing_rt.kernels.torch_ops  # noqa: F401  (registers torch.ops.ofrt)
+
+    b, tq, _ = q.shape
+    qh, kh, vh = (x.unflatten(-1, (heads, -1)) for x in (q, k, v))
+    if block_ids is None:  # unmasked: every key in block 0 and every query too
+        qb = torch.zeros(tq, dtype=torch.int32, device=q.device)
+        kb = torch.zeros(k.shape[1], dtype=torch.int32, device=q.device)
+    else:
+        qb, kb = (t.to(device=q.device, dtype=torch.int32) for t in block_ids)
+    out, _ = torch.ops.ofrt.block_causal_attention_dense(qh.contiguous(), kh.contiguous(), vh.contiguous(), qb, kb)
+    return out.to(q.dtype).reshape(b, tq, -1)
 
 
 class Attention(nn.Module):
@@ -65,6 +87,18 @@ class Attention(nn.Module):
             k = apply_rope(k, *pe, rope_type)
         return k, self.to_v(ctx)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Attention of prepared q over k/v, then the output projection."""
-        return self.to_out(sdpa(q, k, v, self.heads, mask))
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: object | None, backend: str = "sdpa"
+    ) -> torch.Tensor:
+        """Attention of prepared q over k/v, then the output projection.
+
+        ``mask``: None, a dense bool/additive tensor, or an object with ``query_blocks`` /
+        ``key_blocks`` / ``dense()`` (pipeline.masks.BlockCausalMask). The 'ofrt' backend consumes
+        block ids directly; a windowed rule or an additive mask falls back to SDPA.
+        """
+        if backend == "ofrt" and (mask is None or getattr(mask, "window", 1) is None):
+            ids = None if mask is None else (mask.query_blocks, mask.key_blocks)  # type: ignore[attr-defined]
+            return self.to_out(kernel_attention(q, k, v, self.heads, ids))
+        if mask is not None and hasattr(mask, "dense"):
+            mask = mask.dense().to(q.device)
+        return self.to_out(sdpa(q, k, v, self.heads, mask))  # type: ignore[arg-type]

@@ -113,8 +113,9 @@ class _BlockIO:
     video_gate_mod: torch.Tensor  # [B, Tv, Dv]
     audio_gate_mod: torch.Tensor  # [B, Ta, Da]
     rope: RopeSet
-    masks: dict[str, torch.Tensor]
+    masks: dict[str, object]
     kv: KvHook | None
+    backend: str = "sdpa"
 
 
 class AVBlock(nn.Module):
@@ -161,7 +162,7 @@ class AVBlock(nn.Module):
         k, v = attn.project_kv(h, pe, conv.rope_type)
         if io.kv is not None:
             k, v = io.kv(self.index, name, k, v)
-        return x + attn.attend(q, k, v, io.masks.get(name)) * gate
+        return x + attn.attend(q, k, v, io.masks.get(name), io.backend) * gate
 
     def _text_attn(
         self, attn: Attention, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None
@@ -199,14 +200,14 @@ class AVBlock(nn.Module):
         k, v = a2v.project_kv(na * (1 + a_ss[0]) + a_ss[1], io.rope.audio_cross, rt)
         if io.kv is not None:
             k, v = io.kv(self.index, "a2v", k, v)
-        vx_new = vx + a2v.attend(q, k, v, io.masks.get("a2v")) * v_gate
+        vx_new = vx + a2v.attend(q, k, v, io.masks.get("a2v"), io.backend) * v_gate
         # V -> A reads nv, the normalisation of the video stream before the A->V update.
         v2a = self.video_to_audio_attn
         q = v2a.project_q(na * (1 + a_ss[2]) + a_ss[3], io.rope.audio_cross, rt)
         k, v = v2a.project_kv(nv * (1 + v_ss[2]) + v_ss[3], io.rope.video_cross, rt)
         if io.kv is not None:
             k, v = io.kv(self.index, "v2a", k, v)
-        ax_new = ax + v2a.attend(q, k, v, io.masks.get("v2a")) * a_gate
+        ax_new = ax + v2a.attend(q, k, v, io.masks.get("v2a"), io.backend) * a_gate
         return vx_new, ax_new
 
 
@@ -232,6 +233,8 @@ class AVTransformer(nn.Module):
         self.audio_scale_shift_table = nn.Parameter(torch.empty(2, ad))
         self.proj_out = nn.Linear(vd, cfg.out_channels)
         self.audio_proj_out = nn.Linear(ad, cfg.audio_out_channels)
+        self.attention_backend = "sdpa"
+        """Temporal attentions' backend, one of ``ATTENTION_BACKENDS`` (text attention is always SDPA)."""
         if cfg.audio_sink_tokens:
             self.audio_sink_tokens = nn.Parameter(torch.empty(1, cfg.audio_sink_tokens, ad))
 
@@ -348,7 +351,7 @@ class AVTransformer(nn.Module):
         text: TextContext,
         convention: Convention,
         *,
-        masks: dict[str, torch.Tensor] | None = None,
+        masks: dict[str, object] | None = None,
         kv: KvHook | None = None,
         with_sinks: bool | None = None,
         capture: dict[str, torch.Tensor] | None = None,
@@ -359,8 +362,9 @@ class AVTransformer(nn.Module):
             video, audio: the two streams' tokens, per-token sigmas and positions.
             text: per-prompt text K/V from :meth:`encode_text`.
             convention: runtime convention (student / teacher).
-            masks: optional dense bool masks (True = may attend) keyed by ``TEMPORAL_CACHES`` names,
-                with sinks first on the audio axis. Text attention is never masked by these.
+            masks: optional masks keyed by ``TEMPORAL_CACHES`` names: dense bool tensors (True = may
+                attend) or ``BlockCausalMask`` objects (block ids), sinks first on the audio axis.
+                Text attention is never masked by these.
             kv: optional history hook (streaming); receives the block's K/V, returns what to attend.
             with_sinks: prepend the model's audio sink tokens (default: if the model has any).
             capture: optional dict filled with ``hidden.video_in``, ``hidden.block{i}.video`` etc.
@@ -385,7 +389,7 @@ class AVTransformer(nn.Module):
             video_mod=v_mod, audio_mod=a_mod, video_cross_mod=v_cross, audio_cross_mod=a_cross,
             video_gate_mod=v_gate, audio_gate_mod=a_gate,
             rope=self.rope(video.positions, audio.positions, convention, dtype, sinks),
-            masks=masks or {}, kv=kv,
+            masks=masks or {}, kv=kv, backend=self.attention_backend,
         )  # fmt: skip
         if capture is not None:
             capture["hidden.video_in"], capture["hidden.audio_in"] = vx, ax

@@ -60,8 +60,8 @@ def masked_forward(
     pstyle, pdtype = convention.position_style, convention.position_dtype
     vm = Modality(tokens, v_sigma, video_positions(0, f, h, w, b, pstyle, pdtype).to(video.device))
     am = Modality(audio, audio_sigma, audio_positions(0, audio.shape[1], b, pstyle, pdtype).to(audio.device))
-    masks = BlockCausalMasks.from_layout(layout, video_window, audio_window).dense()
-    masks = {k: m.to(video.device) for k, m in masks.items()}
+    rules = BlockCausalMasks.from_layout(layout, video_window, audio_window)
+    masks = {name: getattr(rules, name) for name in ("video_self", "audio_self", "a2v", "v2a")}
     with torch.set_grad_enabled(grad):
         vv, av = model(vm, am, text, convention, masks=masks, with_sinks=layout.audio_sink_tokens > 0)
     video_x0 = unpatchify_video(AVTransformer.to_x0(tokens, vv, v_sigma), f, h, w)
