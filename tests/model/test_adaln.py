@@ -8,7 +8,7 @@ from omniforcing_rt.model.config import Convention
 from omniforcing_rt.model.positions import audio_positions, video_positions
 from omniforcing_rt.model.transformer import Modality
 
-from ._helpers import tiny_model
+from tests.helpers.tiny_model import tiny_model
 
 J = 3  # channel that gets perturbed
 

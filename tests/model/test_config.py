@@ -3,7 +3,7 @@ import pytest
 from omniforcing_rt.errors import ConfigError
 from omniforcing_rt.model.config import CHECKED_KEYS, Convention, ModelConfig, RopeType
 
-from ._helpers import tiny_config
+from tests.helpers.tiny_model import tiny_config
 
 
 def test_from_metadata_lists_every_problem_at_once():

@@ -5,7 +5,7 @@ import torch
 from omniforcing_rt.model.config import ModelConfig
 from omniforcing_rt.model.transformer import AVTransformer
 
-from ._helpers import KEYS_19B, need
+from tests.helpers.tiny_model import KEYS_19B, need
 
 
 def _keys():

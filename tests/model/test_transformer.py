@@ -10,7 +10,7 @@ from omniforcing_rt.model.positions import audio_positions, video_positions
 from omniforcing_rt.model.transformer import AVTransformer, Modality
 from omniforcing_rt.model.weights import load_transformer
 
-from ._helpers import TINY_REF, need, tiny_model
+from tests.helpers.tiny_model import TINY_REF, need, tiny_model
 
 
 def _inputs(seed=0, frames=2, h=2, w=2, audio=9, b=1):

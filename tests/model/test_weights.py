@@ -11,7 +11,7 @@ from omniforcing_rt.model.config import Convention
 from omniforcing_rt.model.transformer import Modality
 from omniforcing_rt.model.weights import LTX_PREFIX, load_transformer
 
-from ._helpers import TINY_REF, need
+from tests.helpers.tiny_model import TINY_REF, need
 
 P = LTX_PREFIX
 

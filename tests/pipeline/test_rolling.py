@@ -4,7 +4,7 @@ import torch
 from omniforcing_rt.errors import ConfigError, InputError
 from omniforcing_rt.pipeline.stream import StreamConfig, StreamingGenerator
 
-from ._helpers import tiny_model
+from tests.helpers.tiny_model import tiny_model
 
 HW = (2, 2)
 SEED = 5

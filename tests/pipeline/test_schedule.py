@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from omniforcing_rt.errors import ConfigError
 from omniforcing_rt.pipeline.schedule import PAPER_STEP_LIST, RELEASE_STEP_LIST, renoise, student_sigmas
 
-from ._helpers import TINY_REF, need
+from tests.helpers.tiny_model import TINY_REF, need
 
 
 def test_release_sigmas():

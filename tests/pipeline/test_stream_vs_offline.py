@@ -8,7 +8,7 @@ from omniforcing_rt.pipeline.offline import masked_forward
 from omniforcing_rt.pipeline.schedule import renoise
 from omniforcing_rt.pipeline.stream import StreamConfig, StreamingGenerator
 
-from ._helpers import tiny_model
+from tests.helpers.tiny_model import tiny_model
 
 SEED = 1234
 HW = (2, 3)

@@ -1,4 +1,4 @@
-"""Shared helpers for the model tests: a tiny config, seeded random init, fixture paths."""
+"""Shared test helpers: a tiny model config, seeded random init, fixture paths."""
 
 from __future__ import annotations
 
