@@ -6,14 +6,30 @@ real LTX-2 architecture with **seeded random weights** (no training). It exercis
 (loading, streaming, caches, the engine) at laptop speed, but its output is noise-like; trained
 weights replace it when the project's own distilled student ships. ``scripts/make_default_model.py``
 regenerates it bit for bit.
+
+``model.json`` keys (paths relative to the directory, or absolute):
+
+- ``transformer`` (required): LTX-2 checkpoint (file, shard directory or index); ``generator``
+  (optional): OmniForcing student weights applied on top; ``latent_grid_hw``, ``text_tokens``
+  (required; 1024 for LTX-2), ``layout``, ``denoising_step_list``, ``convention``,
+  ``audio_sink_tokens`` (optional);
+- ``media`` (optional): checkpoint holding ``vae.*``, ``audio_vae.*``, ``vocoder.*``. Absent: the
+  transformer checkpoint is used if it holds those keys (the LTX-2 single file does), else the
+  model is latents-only;
+- ``text_encoder`` (optional): a Hugging Face Gemma-3 directory; the aggregate projection and the
+  two embeddings connectors then come from ``text_checkpoint`` (default: the transformer file).
+  Absent: prompts are hashed to seeded features (:func:`~omniforcing_rt.pipeline.prompt.hashed_prompt_features`);
+- ``video_decode`` (optional): ``{"left_context_latents": L, "lookahead_latents": R}`` of the
+  streaming video decode (default one block each, see :mod:`omniforcing_rt.media.decode_worker`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,7 +38,13 @@ from omniforcing_rt.model.config import Convention, ModelConfig
 from omniforcing_rt.model.transformer import AVTransformer
 from omniforcing_rt.model.weights import LTX_PREFIX, load_transformer
 from omniforcing_rt.pipeline.layout import LayoutKind
+from omniforcing_rt.pipeline.prompt import PromptFeatures, hashed_prompt_features
 from omniforcing_rt.pipeline.stream import StreamConfig
+
+if TYPE_CHECKING:
+    from omniforcing_rt.media.decode_worker import MediaDecoders
+    from omniforcing_rt.media.video_streaming import VideoStreamConfig
+    from omniforcing_rt.text.encoder import PromptEncoder
 
 __all__ = ["DEFAULT_MODEL_DIR", "LoadedModel", "init_random_weights", "load_model", "write_model_dir"]
 
@@ -44,10 +66,49 @@ class LoadedModel:
     """Text context length the model expects (L)."""
     info: dict[str, Any]
     """The parsed model.json."""
+    media: MediaDecoders | None = None
+    """Video / audio decoders and vocoder (None: not requested, or a latents-only model)."""
+    text_encoder: PromptEncoder | None = None
+    """Gemma-3 text path (None: not requested, or a model without one: prompts are hashed)."""
+    root: Path | None = None
+    """The model directory."""
+
+    def prompt_features(self, prompt: str) -> PromptFeatures:
+        """Caption features of ``prompt``: the text encoder's, else the hashed stand-in."""
+        if self.text_encoder is not None:
+            return self.text_encoder.encode(prompt)
+        return hashed_prompt_features(prompt, self.text_tokens, self.model.config.caption_channels)
+
+    def video_policy(self) -> VideoStreamConfig:
+        """Streaming video decode context from ``model.json`` ``video_decode`` (default one block each side)."""
+        from omniforcing_rt.media.decode_worker import default_video_policy
+        from omniforcing_rt.media.video_streaming import VideoStreamConfig
+
+        spec = self.info.get("video_decode")
+        if not spec:
+            return default_video_policy(self.stream.block_frames)
+        try:
+            return VideoStreamConfig(**spec)
+        except TypeError as e:
+            raise ConfigError("invalid model.json video_decode", [str(e)]) from None
 
 
-def load_model(name_or_dir: str | Path = "default", dtype: torch.dtype | None = None) -> LoadedModel:
-    """Resolve ``default`` or a model directory and load it."""
+def load_model(
+    name_or_dir: str | Path = "default",
+    dtype: torch.dtype | None = None,
+    *,
+    media: bool = False,
+    text_encoder: bool = False,
+    text_dtype: torch.dtype = torch.bfloat16,
+) -> LoadedModel:
+    """Resolve ``default`` or a model directory and load it.
+
+    Args:
+        dtype: transformer (and media decoder) dtype; None keeps the checkpoint's.
+        media: also load the media decoders when the model has them (``LoadedModel.media``).
+        text_encoder: also load the Gemma text encoder when the model has one (heavy: 12B).
+        text_dtype: dtype of the text encoder.
+    """
     root = NAMED_MODELS.get(str(name_or_dir), Path(name_or_dir))
     manifest = root / "model.json"
     if not manifest.exists():
@@ -78,7 +139,65 @@ def load_model(name_or_dir: str | Path = "default", dtype: torch.dtype | None = 
         denoising_step_list=tuple(info.get("denoising_step_list", (1000, 909, 725, 421, 0))),
         convention=conv,
     )
-    return LoadedModel(str(name_or_dir), model, stream, int(info["text_tokens"]), info)
+    loaded = LoadedModel(str(name_or_dir), model, stream, int(info["text_tokens"]), info, root=root)
+    if media:
+        loaded = dataclasses.replace(loaded, media=_load_media(loaded, dtype))
+    if text_encoder and info.get("text_encoder"):
+        loaded = dataclasses.replace(loaded, text_encoder=_load_text_encoder(loaded, text_dtype))
+    return loaded
+
+
+def media_checkpoint(root: Path, info: dict[str, Any]) -> list[Path] | None:
+    """Files holding the media decoders: ``media``, else the transformer's if it has ``vae.decoder.*`` keys."""
+    from omniforcing_rt.model.weights import checkpoint_files
+
+    if info.get("media"):
+        return checkpoint_files(root / info["media"])
+    files = checkpoint_files(root / info["transformer"])
+    if files[0].suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    for f in files:
+        with safe_open(str(f), framework="pt") as h:
+            if any(k.startswith("vae.decoder.") for k in h.keys()):  # noqa: SIM118 (not a Mapping)
+                return files
+    return None
+
+
+def _load_media(loaded: LoadedModel, dtype: torch.dtype | None) -> MediaDecoders | None:
+    from omniforcing_rt.media.decode_worker import load_media_decoders
+
+    assert loaded.root is not None
+    files = media_checkpoint(loaded.root, loaded.info)
+    if files is None:
+        return None
+    device = loaded.model.patchify_proj.weight.device
+    decoders = load_media_decoders(files, dtype=dtype or torch.float32, device=device)
+    cfg = loaded.model.config
+    decoders.check_compatible(cfg.out_channels, cfg.audio_out_channels)
+    return decoders
+
+
+def _load_text_encoder(loaded: LoadedModel, dtype: torch.dtype) -> PromptEncoder:
+    from omniforcing_rt.model.weights import checkpoint_files
+    from omniforcing_rt.text.encoder import PromptEncoder
+
+    assert loaded.root is not None
+    info = loaded.info
+    ckpt = checkpoint_files(loaded.root / info.get("text_checkpoint", info["transformer"]))
+    device = loaded.model.patchify_proj.weight.device
+    enc = PromptEncoder.from_pretrained(
+        loaded.root / info["text_encoder"], ckpt, max_length=loaded.text_tokens, dtype=dtype, device=device
+    )
+    if enc.width != loaded.model.config.caption_channels:
+        raise ConfigError(
+            "text encoder does not fit the transformer",
+            [
+                f"contexts are {enc.width} wide, the transformer's caption_channels is {loaded.model.config.caption_channels}"
+            ],
+        )
+    return enc
 
 
 def _opt(root: Path, info: dict[str, Any], key: str) -> Path | None:

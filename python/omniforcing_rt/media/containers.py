@@ -79,8 +79,12 @@ class Mp4StreamWriter:
         self.samples_written = 0
         self._closed = False
 
-    def write_block(self, frames: torch.Tensor, audio: torch.Tensor) -> None:
-        """Encode one block: frames [N, 3, H, W] in [0, 1] (or uint8 NHWC), audio [C, S] in [-1, 1]."""
+    def write_block(self, frames: torch.Tensor, audio: torch.Tensor, *, keyframe: bool = False) -> None:
+        """Encode one block: frames [N, 3, H, W] in [0, 1] (or uint8 NHWC), audio [C, S] in [-1, 1].
+
+        ``keyframe`` forces the block's first frame to be a key frame (IDR), so a fragmented file
+        starts one fragment per block even when blocks differ in length (25 then 24 frames).
+        """
         import av
 
         if self._closed:
@@ -90,8 +94,10 @@ class Mp4StreamWriter:
             raise InputError(
                 f"frames are {pix.shape[2]}x{pix.shape[1]}, the stream is {self._video.width}x{self._video.height}"
             )
-        for img in pix:
+        for i, img in enumerate(pix):
             vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if keyframe and i == 0:
+                vf.pict_type = av.video.frame.PictureType.I
             vf.pts = self.frames_written
             self.frames_written += 1
             self._container.mux(self._video.encode(vf))
