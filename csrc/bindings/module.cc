@@ -5,6 +5,11 @@
 
 namespace py = pybind11;
 
+namespace ofrt::bindings {
+//! Engine, StreamChunk and the engine's _testing hooks (engine.cc, engine_testing.cc).
+void register_engine(py::module_& m);
+}  // namespace ofrt::bindings
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = R"doc(omniforcing_rt native runtime.
 
@@ -14,4 +19,5 @@ arrive as the classes of omniforcing_rt.errors.)doc";
   ofrt::bindings::register_errors(m);
   ofrt::bindings::register_block_schedule(m);
   ofrt::bindings::register_testing(m);
+  ofrt::bindings::register_engine(m);
 }

@@ -7,6 +7,8 @@ Commands:
   check-fixture  compare our implementation against a reference fixture directory
   info           describe a model (architecture, geometry, parameter count)
   distill        train the student: ode-pairs, ode, dmd, bidir-dmd (see omniforcing_rt.distill)
+  bench          stream with the C++ engine (and the eager reference loop with --compare reference):
+                 TTFC, steady FPS, per-block p50/p99, real-time factor, memory, speedup
 """
 
 from __future__ import annotations
@@ -288,7 +290,38 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("distill", help="distillation stages: ode-pairs, ode, dmd, bidir-dmd")
     add_distill_arguments(d)
     d.set_defaults(fn=_cmd_distill)
+    _add_bench_parser(sub)
     return ap
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("bench", help="benchmark the C++ engine (optionally against the eager reference)")
+    b.add_argument("--model", default="bench-cpu", help="model name, directory, or bench preset (default: bench-cpu)")
+    b.add_argument("--compare", choices=["reference"], default=None, help="also run the eager reference loop")
+    b.add_argument("--json", default=None, help="write the report to this JSON file")
+    b.add_argument("--seconds", type=float, default=8.04, help="stream duration (a valid block duration)")
+    b.add_argument("--window-seconds", type=float, default=3.0, help="KV window per modality (<= 0: whole stream)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--prompt", default="a red ball bounces on a wooden floor")
+    b.add_argument("--threads", type=int, default=None, help="intra-op threads for both (default: torch's)")
+    b.add_argument("--repeats", type=int, default=1, help="alternate the two this many times; report medians")
+    b.add_argument("--page-size", type=int, default=64, help="KV page size in tokens")
+    b.add_argument("--cache-dir", default=None, help="engine package cache (default: $OFRT_CACHE_DIR or ~/.cache)")
+    b.set_defaults(fn=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from omniforcing_rt.engine_bench import bench, format_report, write_json
+
+    window = args.window_seconds if args.window_seconds and args.window_seconds > 0 else None
+    report = bench(
+        args.model, seconds=args.seconds, window_s=window, seed=args.seed, prompt=args.prompt, threads=args.threads,
+        repeats=args.repeats, compare=args.compare, cache_dir=args.cache_dir, page_size_tokens=args.page_size,
+    )  # fmt: skip
+    sys.stdout.write(format_report(report) + "\n")
+    if args.json:
+        write_json(report, args.json)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
