@@ -2,13 +2,12 @@ import math
 
 import pytest
 import torch
+from tests.helpers.tiny_model import tiny_model
 
 from omniforcing_rt.model.adaln import modulation_rows, timestep_features
 from omniforcing_rt.model.config import Convention
 from omniforcing_rt.model.positions import audio_positions, video_positions
 from omniforcing_rt.model.transformer import Modality
-
-from tests.helpers.tiny_model import tiny_model
 
 J = 3  # channel that gets perturbed
 

@@ -1,9 +1,8 @@
 import pytest
+from tests.helpers.tiny_model import tiny_config
 
 from omniforcing_rt.errors import ConfigError
 from omniforcing_rt.model.config import CHECKED_KEYS, Convention, ModelConfig, RopeType
-
-from tests.helpers.tiny_model import tiny_config
 
 
 def test_from_metadata_lists_every_problem_at_once():

@@ -1,11 +1,10 @@
 import json
 
 import torch
+from tests.helpers.tiny_model import KEYS_19B, need
 
 from omniforcing_rt.model.config import ModelConfig
 from omniforcing_rt.model.transformer import AVTransformer
-
-from tests.helpers.tiny_model import KEYS_19B, need
 
 
 def _keys():

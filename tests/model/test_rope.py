@@ -4,12 +4,11 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.helpers.tiny_model import TINY_REF, need
 
 from omniforcing_rt.model.config import Convention, ModelConfig, RopeType
 from omniforcing_rt.model.rope import apply_rope, identity_rows, rope_tables
 from omniforcing_rt.model.transformer import AVTransformer
-
-from tests.helpers.tiny_model import TINY_REF, need
 
 
 def _video_pos(t=3, hw=2):

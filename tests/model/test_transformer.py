@@ -3,14 +3,13 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.helpers.tiny_model import TINY_REF, need, tiny_model
 
 from omniforcing_rt.errors import InputError
 from omniforcing_rt.model.config import Convention
 from omniforcing_rt.model.positions import audio_positions, video_positions
 from omniforcing_rt.model.transformer import AVTransformer, Modality
 from omniforcing_rt.model.weights import load_transformer
-
-from tests.helpers.tiny_model import TINY_REF, need, tiny_model
 
 
 def _inputs(seed=0, frames=2, h=2, w=2, audio=9, b=1):

@@ -5,13 +5,12 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from tests.helpers.tiny_model import TINY_REF, need
 
 from omniforcing_rt.errors import CheckpointError
 from omniforcing_rt.model.config import Convention
 from omniforcing_rt.model.transformer import Modality
 from omniforcing_rt.model.weights import LTX_PREFIX, load_transformer
-
-from tests.helpers.tiny_model import TINY_REF, need
 
 P = LTX_PREFIX
 

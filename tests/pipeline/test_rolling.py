@@ -1,10 +1,9 @@
 import pytest
 import torch
+from tests.helpers.tiny_model import tiny_model
 
 from omniforcing_rt.errors import ConfigError, InputError
 from omniforcing_rt.pipeline.stream import StreamConfig, StreamingGenerator
-
-from tests.helpers.tiny_model import tiny_model
 
 HW = (2, 2)
 SEED = 5

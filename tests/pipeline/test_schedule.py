@@ -3,11 +3,10 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.helpers.tiny_model import TINY_REF, need
 
 from omniforcing_rt.errors import ConfigError
 from omniforcing_rt.pipeline.schedule import PAPER_STEP_LIST, RELEASE_STEP_LIST, renoise, student_sigmas
-
-from tests.helpers.tiny_model import TINY_REF, need
 
 
 def test_release_sigmas():

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from tests.helpers.tiny_model import tiny_model
 
 from omniforcing_rt.pipeline.noise import STREAM_AUDIO, STREAM_VIDEO, block_noise
 from omniforcing_rt.pipeline.offline import masked_forward
 from omniforcing_rt.pipeline.schedule import renoise
 from omniforcing_rt.pipeline.stream import StreamConfig, StreamingGenerator
-
-from tests.helpers.tiny_model import tiny_model
 
 SEED = 1234
 HW = (2, 3)
