@@ -35,7 +35,7 @@ from omniforcing_rt.engine_config import EngineConfig
 from omniforcing_rt.errors import InputError, StreamAbortedError
 from omniforcing_rt.model.positions import AUDIO_SAMPLE_RATE, VIDEO_FPS
 from omniforcing_rt.model.transformer import TextContext
-from omniforcing_rt.pipeline.layout import BlockLayout, BlockSpec
+from omniforcing_rt.pipeline.layout import BlockLayout, BlockSpec, BlockTimestamps
 from omniforcing_rt.pipeline.prompt import PromptFeatures
 
 __all__ = ["Engine", "EngineConfig", "EngineStream", "StreamChunk"]
@@ -46,7 +46,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 @dataclass(frozen=True)
-class StreamChunk:
+class StreamChunk(BlockTimestamps):
     """One generated block as delivered by the engine."""
 
     spec: BlockSpec
@@ -60,31 +60,6 @@ class StreamChunk:
     output_ms, block_ms, and pass_ms (every pass in order)."""
     ready_s: float
     """Seconds from the stream's start to this chunk being queued."""
-
-    @property
-    def index(self) -> int:
-        """Block index."""
-        return self.spec.index
-
-    @property
-    def video_pts_s(self) -> float:
-        """Presentation time of the first video frame, in seconds."""
-        return self.spec.video_pts_s
-
-    @property
-    def audio_pts_s(self) -> float:
-        """Presentation time of the first audio sample, in seconds."""
-        return self.spec.audio_pts_s
-
-    @property
-    def video_pts_frames(self) -> int:
-        """Presentation time of the first video frame, in frames at ``VIDEO_FPS``."""
-        return self.spec.pixel_frame_start
-
-    @property
-    def audio_pts_samples(self) -> int:
-        """Presentation time of the first audio sample, in samples at ``AUDIO_SAMPLE_RATE``."""
-        return self.spec.audio_sample_start
 
 
 def _spec_from_native(s: Any) -> BlockSpec:

@@ -33,7 +33,7 @@ from omniforcing_rt.model.positions import (
     VIDEO_TEMPORAL_STRIDE,
 )
 
-__all__ = ["BlockLayout", "BlockSpec", "LayoutKind", "audio_latents_for_video"]
+__all__ = ["BlockLayout", "BlockSpec", "BlockTimestamps", "LayoutKind", "audio_latents_for_video"]
 
 # Audio latents per video latent stride: (8 frames / 24 fps) * (100 mel/s / 4 mel) = 25/3.
 _AUDIO_PER_VIDEO = Fraction(VIDEO_TEMPORAL_STRIDE * AUDIO_MEL_FRAMES_PER_S, VIDEO_FPS * AUDIO_LATENT_MEL_STRIDE)
@@ -98,6 +98,41 @@ class BlockSpec:
     def audio_pts_s(self) -> float:
         """Presentation time of the block's first audio sample, in seconds."""
         return self.audio_sample_start / (AUDIO_SAMPLES_PER_MEL * AUDIO_MEL_FRAMES_PER_S)
+
+
+class BlockTimestamps:
+    """Index and presentation timestamps of anything that carries a ``spec: BlockSpec``.
+
+    Shared by the reference stream's ``BlockResult`` and the engine's ``StreamChunk``, so both
+    report timestamps from the same layout arithmetic.
+    """
+
+    spec: BlockSpec
+
+    @property
+    def index(self) -> int:
+        """Block index."""
+        return self.spec.index
+
+    @property
+    def video_pts_s(self) -> float:
+        """Presentation time of the first video frame, in seconds."""
+        return self.spec.video_pts_s
+
+    @property
+    def audio_pts_s(self) -> float:
+        """Presentation time of the first audio sample, in seconds."""
+        return self.spec.audio_pts_s
+
+    @property
+    def video_pts_frames(self) -> int:
+        """Presentation time of the first video frame, in frames."""
+        return self.spec.pixel_frame_start
+
+    @property
+    def audio_pts_samples(self) -> int:
+        """Presentation time of the first audio sample, in samples at 24 kHz."""
+        return self.spec.audio_sample_start
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,7 +26,7 @@ from omniforcing_rt.model.patchify import patchify_video, unpatchify_video
 from omniforcing_rt.model.positions import VIDEO_FPS, VIDEO_TEMPORAL_STRIDE, audio_positions, video_positions
 from omniforcing_rt.model.transformer import AVTransformer, Modality, TextContext
 from omniforcing_rt.pipeline.kv_cache import CachePolicy, KvCacheSet
-from omniforcing_rt.pipeline.layout import BlockLayout, BlockSpec, LayoutKind
+from omniforcing_rt.pipeline.layout import BlockLayout, BlockSpec, BlockTimestamps, LayoutKind
 from omniforcing_rt.pipeline.noise import STREAM_AUDIO, STREAM_VIDEO, block_noise
 from omniforcing_rt.pipeline.schedule import RELEASE_STEP_LIST, renoise, student_sigmas
 
@@ -120,7 +120,7 @@ class PassTiming:
 
 
 @dataclass(frozen=True)
-class BlockResult:
+class BlockResult(BlockTimestamps):
     """One generated block."""
 
     spec: BlockSpec
@@ -134,17 +134,6 @@ class BlockResult:
     kv_cache_bytes: int
     """Bytes held by all caches of all layers after the block was committed."""
 
-    @property
-    def index(self) -> int:
-        return self.spec.index
-
-    @property
-    def video_pts_s(self) -> float:
-        return self.spec.video_pts_s
-
-    @property
-    def audio_pts_s(self) -> float:
-        return self.spec.audio_pts_s
 
 
 class StreamingGenerator:
