@@ -1,7 +1,11 @@
 // KvPoolTensors; see cache_set.h.
+// Per-operator ATen headers (a fraction of ATen.h's compile time).
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
 #include "kv_cache/cache_set.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
 
 #include <string>
 #include <vector>

@@ -1,8 +1,18 @@
 // RoPE positions and tables; see engine_rope.h. Each function names the Python function it
 // mirrors; keep the operation order identical (bit-exactness depends on it).
+// Per-operator ATen headers (a fraction of ATen.h's compile time).
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
 #include "runtime/engine_rope.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <string>
 #include <vector>

@@ -32,7 +32,7 @@ import torch
 
 from omniforcing_rt import _C
 from omniforcing_rt.engine_config import EngineConfig
-from omniforcing_rt.errors import InputError, StreamAbortedError
+from omniforcing_rt.errors import EngineDeadError, InputError, StreamAbortedError
 from omniforcing_rt.model.positions import AUDIO_SAMPLE_RATE, VIDEO_FPS
 from omniforcing_rt.model.transformer import TextContext
 from omniforcing_rt.pipeline.layout import BlockLayout, BlockSpec, BlockTimestamps
@@ -87,7 +87,7 @@ class EngineStream(Iterator[StreamChunk]):
             TimeoutError: nothing arrived within ``timeout_s`` seconds.
             StreamAbortedError: the stream was cancelled or failed in C++.
         """
-        raw = self.engine._native.next_chunk(self.id, -1.0 if timeout_s is None else float(timeout_s))
+        raw = self.engine.native.next_chunk(self.id, -1.0 if timeout_s is None else float(timeout_s))
         if raw is None:
             return None
         return StreamChunk(
@@ -115,18 +115,19 @@ class EngineStream(Iterator[StreamChunk]):
         """Stop the stream between two passes; chunks not yet consumed are dropped."""
         self._cancelled = True
         if not self._closed:
-            self.engine._native.cancel(self.id)
+            self.engine.native.cancel(self.id)
 
     def close(self) -> None:
         """Cancel if still running and release the stream (idempotent)."""
         if not self._closed:
             self._closed = True
             self._cancelled = True
-            self.engine._native.close_stream(self.id)
+            if self.engine._native is not None:
+                self.engine._native.close_stream(self.id)
 
     def stats(self) -> dict[str, Any]:
         """state, blocks_done, passes_done, queued_chunks, reserved pages, committed blocks."""
-        return dict(self.engine._native.stream_stats(self.id))
+        return dict(self.engine.native.stream_stats(self.id))
 
     def __enter__(self) -> EngineStream:
         return self
@@ -181,7 +182,7 @@ class Engine:
     @property
     def config_hash(self) -> str:
         """Hash naming the compiled package (EngineConfig.config_hash)."""
-        return str(self._native.config_hash)
+        return str(self.native.config_hash)
 
     def _layout_kw(self) -> dict[str, Any]:
         cfg = self.config
@@ -254,15 +255,23 @@ class Engine:
         layout = self.layout(seconds)
         tensors = self._native_text(self.text_context(prompt_or_embeddings))
         num_blocks = layout.num_blocks if layout is not None else 0
-        sid = self._native.start_stream(*tensors, seed & ((1 << 64) - 1), num_blocks)
+        sid = self.native.start_stream(*tensors, seed & ((1 << 64) - 1), num_blocks)
         return EngineStream(self, sid, layout.num_blocks if layout is not None else None)
 
     def stats(self) -> dict[str, Any]:
         """Pool sizes and free pages, live streams, blocks generated."""
-        return dict(self._native.stats())
+        return dict(self.native.stats())
+
+    @property
+    def native(self) -> Any:
+        """The ``_C.Engine``; EngineDeadError once :meth:`close` was called."""
+        if self._native is None:
+            raise EngineDeadError("the engine was closed")
+        return self._native
 
     def close(self) -> None:
-        """Stop the worker and free the pools (the engine is unusable afterwards)."""
+        """Stop the worker and free the pools once no call is in flight (the engine is unusable
+        afterwards; streams still open raise EngineDeadError)."""
         self._native = None
 
     @property

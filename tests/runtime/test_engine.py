@@ -23,7 +23,7 @@ import torch
 
 from omniforcing_rt import _C
 from omniforcing_rt.engine import Engine, EngineConfig, StreamChunk
-from omniforcing_rt.errors import CacheCapacityError, ConfigError, InputError, StreamAbortedError
+from omniforcing_rt.errors import CacheCapacityError, ConfigError, EngineDeadError, InputError, StreamAbortedError
 from omniforcing_rt.model.transformer import AVTransformer
 from omniforcing_rt.models import init_random_weights, load_model, write_model_dir
 from omniforcing_rt.pipeline.stream import StreamingGenerator
@@ -241,6 +241,13 @@ def test_stream_errors(default_model, cache_dir):
         engine._native.start_stream(*bad, 0, 1)
     with pytest.raises(ConfigError):
         _C.Engine(dataclasses.replace(engine.config, page_size_tokens=32).to_json(), str(engine.package_dir))
+    stream = engine.stream(PROMPT, seed=0, seconds=1.04)
+    engine.close()
+    with pytest.raises(EngineDeadError):
+        engine.stream(PROMPT, seed=0, seconds=1.04)
+    with pytest.raises(EngineDeadError):
+        stream.next_chunk()
+    stream.close()
 
 
 # ------------------------------------------------------------------------------- bench
