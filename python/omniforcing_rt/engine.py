@@ -221,11 +221,13 @@ class Engine:
         def stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], i: int) -> torch.Tensor:
             if pairs[0][i].shape[0] != 1:
                 raise InputError(f"the engine streams batch 1, text K/V have batch {pairs[0][i].shape[0]}")
-            return torch.stack([p[i][0] for p in pairs]).to(dev, dt).contiguous()
+            # detach: a TextContext built with autograd on (e.g. right after training) would
+            # otherwise fail inside the bindings, which cannot take tensors that require grad
+            return torch.stack([p[i][0] for p in pairs]).detach().to(dev, dt).contiguous()
 
         lt = text.video_kv[0][0].shape[1]
         mask = text.mask if text.mask is not None else torch.zeros(1, 1, 1, lt)
-        mask = mask.reshape(1, 1, 1, lt).to(dev, dt).contiguous()
+        mask = mask.detach().reshape(1, 1, 1, lt).to(dev, dt).contiguous()
         return [
             stack(text.video_kv, 0),
             stack(text.video_kv, 1),

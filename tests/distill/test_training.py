@@ -9,6 +9,7 @@ from omniforcing_rt.distill import checkpoint as ckpt_mod
 from omniforcing_rt.distill import run_stage
 from omniforcing_rt.distill.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from omniforcing_rt.distill.metrics import read_metrics
+from omniforcing_rt.engine import Engine, EngineConfig
 from omniforcing_rt.model.weights import load_transformer
 from omniforcing_rt.models import load_model
 from omniforcing_rt.pipeline.prompt import hashed_prompt_features
@@ -44,6 +45,21 @@ def test_ode_regression_lowers_the_loss_and_the_student_streams(assets, tmp_path
     # the training .pt loads through the release loader (model.X layout)
     _, _, report = load_transformer(assets.teacher / "transformer.safetensors", generator=res.checkpoint)
     assert report.generator_layout == "causal-wrapper" and report.generator_keys > 100
+    _streams_through_the_engine(loaded, text, blocks, tmp_path)
+
+
+def _streams_through_the_engine(loaded, text, blocks, tmp_path) -> None:
+    """The exported student, compiled by the C++ engine, yields the pipeline's blocks (fp32, 1e-4)."""
+    engine = Engine.from_pretrained(loaded, EngineConfig(cache_dir=str(tmp_path / "engines"), page_size_tokens=8))
+    try:
+        with engine.stream(text, seed=0, seconds=engine.layout_for_blocks(2).duration_s) as stream:
+            chunks = list(stream)
+    finally:
+        engine.close()
+    assert [c.index for c in chunks] == [b.index for b in blocks]
+    for c, b in zip(chunks, blocks):
+        assert (c.video_latents - b.video_latents).abs().max().item() <= 1e-4
+        assert (c.audio_latents - b.audio_latents).abs().max().item() <= 1e-4
 
 
 def test_gradient_accumulation_equals_a_bigger_batch(assets, tmp_path):
