@@ -147,3 +147,16 @@ def test_stabilisers_sinks_and_global_prefix(assets, tmp_path):
     a = load_checkpoint(res.checkpoint)["generator"]["model.audio_sink_tokens"]
     b = load_checkpoint(r2.checkpoint)["generator"]["model.audio_sink_tokens"]
     assert (a - b).abs().max() < 1e-2 and torch.isfinite(b).all()
+
+
+def test_bf16_compute_trains_with_fp32_master_weights(assets, tmp_path):
+    """bf16 autocast (the GPU setting) on CPU: losses finite and falling, weights stay fp32."""
+    out = tmp_path / "ode_bf16"
+    res = run_stage(_ode(assets, train={"steps": 20, "checkpoint_every": 20, "dtype": "bfloat16"}), out, progress=False)
+    losses = _losses(out)
+    assert all(torch.isfinite(torch.tensor(losses))) and sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
+    gen = load_checkpoint(res.checkpoint)["generator"]
+    assert {t.dtype for t in gen.values() if t.is_floating_point()} == {torch.float32}
+    dmd = tiny_config("dmd", teacher=str(assets.teacher), train={"steps": 2, "batch_size": 2, "dtype": "bfloat16"})
+    r2 = run_stage(dmd, tmp_path / "dmd_bf16", progress=False)
+    assert all(torch.isfinite(torch.tensor(_losses(tmp_path / "dmd_bf16")))) and r2.checkpoint.exists()
