@@ -80,3 +80,27 @@ def test_bidirectional_rollout_backward_simulation():
     assert model.proj_out.weight.grad is not None
     with pytest.raises(Exception, match="exit_index"):
         bidirectional_rollout(model, Convention.teacher(), _text(model), lambda i: bank[i], sig, 3, grad=False)
+
+
+def test_last_block_only_gradient_matches_the_full_rollout_on_that_block():
+    """Paper v1 Stage III: only the last block carries gradient; its gradient is unchanged because the
+    history it reads is written by no-grad refresh passes in both modes."""
+    model = _model()
+    _, rs = _spec("release", 0, 3)
+    noise = keyed_block_noise([4], rs.layout, HW, 8, 8, torch.device("cpu"))
+    last = rs.layout.blocks[-1]
+    grads, outs = [], []
+    for last_only in (False, True):
+        model.zero_grad()
+        v, a = causal_rollout(model, rs, _text(model), noise, 2, grad=True, grad_last_only=last_only)
+        first = v[:, : rs.layout.blocks[0].video_frames].sum()
+        g = torch.autograd.grad(first, list(model.parameters()), allow_unused=True, retain_graph=True)
+        assert any(t is not None and t.abs().sum() > 0 for t in g) != last_only  # block 0 has no graph
+        lv = v[:, last.video_start : last.video_start + last.video_frames]
+        (lv.square().mean() + a[:, last.audio_start :].square().mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        outs.append((v.detach(), a.detach()))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 100
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-7), n

@@ -10,6 +10,7 @@ from omniforcing_rt.distill import run_stage
 from omniforcing_rt.distill.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from omniforcing_rt.distill.metrics import read_metrics
 from omniforcing_rt.engine import Engine, EngineConfig
+from omniforcing_rt.errors import ConfigError
 from omniforcing_rt.model.weights import load_transformer
 from omniforcing_rt.models import load_model
 from omniforcing_rt.pipeline.prompt import hashed_prompt_features
@@ -160,3 +161,18 @@ def test_bf16_compute_trains_with_fp32_master_weights(assets, tmp_path):
     dmd = tiny_config("dmd", teacher=str(assets.teacher), train={"steps": 2, "batch_size": 2, "dtype": "bfloat16"})
     r2 = run_stage(dmd, tmp_path / "dmd_bf16", progress=False)
     assert all(torch.isfinite(torch.tensor(_losses(tmp_path / "dmd_bf16")))) and r2.checkpoint.exists()
+
+
+def test_dmd_with_loss_on_the_last_block_only(assets, tmp_path):
+    """Paper v1 Stage III setting (``dmd.loss_blocks = 'last'``): runs, finite, generator moves."""
+    out = tmp_path / "dmd_last"
+    cfg = tiny_config("dmd", teacher=str(assets.teacher), train={"steps": 1, "batch_size": 1},
+                      dmd={"loss_blocks": "last"})  # fmt: skip
+    res = run_stage(cfg, out, progress=False)
+    rec = read_metrics(out / "metrics.jsonl")[0]
+    assert all(v is not None and v == v for v in rec.values()) and "generator_loss" in rec, rec
+    gen = load_checkpoint(res.checkpoint)["generator"]
+    teacher = load_transformer(assets.teacher / "transformer.safetensors")[0].state_dict()
+    assert max((gen[f"model.{k}"] - v).abs().max().item() for k, v in teacher.items()) > 0
+    with pytest.raises(ConfigError, match="loss_blocks must be"):
+        tiny_config("dmd", teacher=str(assets.teacher), dmd={"loss_blocks": "first"})

@@ -279,6 +279,9 @@ class DmdConfig:
     """Weight of the audio DMD loss."""
     gen_update_ratio: int = 5
     """The generator updates on every n-th step; the critic on every step."""
+    loss_blocks: str = "all"
+    """'all' (release: DMD over every rolled-out block) or 'last' (paper v1 Stage III: only the last block
+    carries gradient and loss; earlier blocks are rolled out without grad and act as clean history)."""
     critic_init: str | None = None
     """Critic weights to start from (default: the teacher)."""
     critic_optim: OptimConfig = field(
@@ -295,6 +298,8 @@ class DmdConfig:
         _positive("video_weight", self.video_weight, p, strict=False)
         _positive("audio_weight", self.audio_weight, p, strict=False)
         _positive("gen_update_ratio", self.gen_update_ratio, p)
+        if self.loss_blocks not in ("all", "last"):
+            p.append(f"loss_blocks must be 'all' or 'last', got {self.loss_blocks!r}")
         if p:
             raise ConfigError("invalid dmd config", p)
 

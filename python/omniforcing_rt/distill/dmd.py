@@ -102,7 +102,7 @@ class DmdStage:
         if self.causal:
             noise = keyed_block_noise(seeds, self.layout, cfg.latent_grid_hw, mc.in_channels, mc.audio_in_channels, dev)
             return causal_rollout(self.generator, self.rollout_spec, text, noise, exit_index, grad=grad,
-                                  use_checkpoint=ckpt)  # fmt: skip
+                                  use_checkpoint=ckpt, grad_last_only=cfg.dmd.loss_blocks == "last")  # fmt: skip
         block_noise = keyed_block_noise(
             seeds, self.layout, cfg.latent_grid_hw, mc.in_channels, mc.audio_in_channels, dev
         )
@@ -154,8 +154,16 @@ class DmdStage:
                           dc.real_cfg_video, dc.real_cfg_audio)  # fmt: skip
             fake = clip_forward(self.critic, self.teacher_conv, self.critic.encode_text(*texts["cond"]),
                                 *n["noisy"], sv, sa)  # fmt: skip
+        if self.cfg.dmd.loss_blocks == "last":
+            x, real, fake = (self._last_block(t) for t in (x, real, fake))
         loss, parts = dmd_loss(x, real, fake, self.cfg.dmd.video_weight, self.cfg.dmd.audio_weight)
         return loss, {**parts, "dmd_sigma_mean": float(n["sigma"].mean())}
+
+    def _last_block(self, x: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last block's latents of a whole-clip (video, audio) pair (``loss_blocks='last'``)."""
+        spec = self.layout.blocks[-1]
+        v0, a0 = spec.video_start, spec.audio_start
+        return x[0][:, v0 : v0 + spec.video_frames], x[1][:, a0 : a0 + spec.audio_frames]
 
     def critic_loss(self, step: int, slots: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         """Flow-matching loss of the critic on a no-grad rollout."""

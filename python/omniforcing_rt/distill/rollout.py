@@ -137,8 +137,12 @@ def causal_rollout(
     *,
     grad: bool,
     use_checkpoint: bool = True,
+    grad_last_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Roll out every block of ``rs.layout`` (see module docstring).
+
+    ``grad_last_only``: only the last block's exit pass carries gradient (paper v1 Stage III, where
+    the loss covers the last block only; earlier blocks need no graph).
 
     Returns:
         (video [B, F, C, H, W], audio [B, N, C]): each block's exit x0 (with grad when ``grad``).
@@ -148,10 +152,12 @@ def causal_rollout(
     cache = KvCacheSet(model.config.num_layers, rs.cache_policy)
     cache.text = text
     videos, audios = [], []
+    last = rs.layout.blocks[-1].index
     for spec in rs.layout.blocks:
         xv, xa = noise(spec.index, 0)
+        block_grad = grad and (spec.index == last or not grad_last_only)
         for i, s in enumerate(rs.sigmas):
-            if i == exit_index and grad:
+            if i == exit_index and block_grad:
                 hook = _snapshot_hook(cache)
                 with torch.enable_grad():
                     vx0, ax0 = _exit_pass(
