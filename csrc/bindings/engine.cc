@@ -63,6 +63,7 @@ py::dict timings_dict(const StageTimings& t) {
   d["output_ms"] = t.output_ms;
   d["block_ms"] = t.block_ms;
   d["pass_ms"] = t.pass_ms;
+  d["batch_streams"] = t.batch_streams;
   return d;
 }
 

@@ -4,7 +4,9 @@
 // runnable when it is running, not cancelled and its queue has room; the worker sleeps on a
 // condition variable otherwise, woken by start_stream, cancel/close and every chunk pop. [A thread
 // per stream would let streams run concurrently, but they would compete for the same cores (or
-// the same GPU stream) and a pass is already parallel inside.]
+// the same GPU stream) and a pass is already parallel inside.] The stream served next is joined
+// by up to max_batch_streams - 1 further runnable streams with the same BatchKey (next block's
+// shapes and history length), taken in round-robin order; the group runs its passes batched.
 #include "ofrt/engine.h"
 
 #include <ATen/Parallel.h>
@@ -96,6 +98,7 @@ struct Engine::Impl {
   std::thread worker;
 
   std::shared_ptr<Stream> pick_locked();
+  std::vector<std::shared_ptr<Stream>> pick_group_locked();
   void finish_locked(Stream& s, StreamState state, const std::string& error);
   void after_block_locked(const std::shared_ptr<Stream>& s, std::optional<StreamChunk> chunk,
                           StreamState end, const std::string& error);
@@ -126,6 +129,25 @@ std::shared_ptr<Stream> Engine::Impl::pick_locked() {
     if (runnable(*it->second)) return it->second;
   }
   return nullptr;
+}
+
+std::vector<std::shared_ptr<Stream>> Engine::Impl::pick_group_locked() {
+  std::vector<std::shared_ptr<Stream>> group;
+  const std::shared_ptr<Stream> first = pick_locked();
+  if (!first) return group;
+  group.push_back(first);
+  first->running = true;
+  last_served = first->id;
+  const BatchKey key = runner->batch_key(*first);
+  while (static_cast<int64_t>(group.size()) < config.max_batch_streams) {
+    const std::shared_ptr<Stream> next = pick_locked();  // round-robin after last_served
+    if (!next || next == first) break;
+    if (!(runner->batch_key(*next) == key)) break;  // keep the round-robin order fair
+    next->running = true;
+    last_served = next->id;
+    group.push_back(next);
+  }
+  return group;
 }
 
 void Engine::Impl::finish_locked(Stream& s, StreamState state, const std::string& error) {
@@ -163,27 +185,34 @@ void Engine::Impl::worker_loop() {
   if (config.num_threads) at::set_num_threads(static_cast<int>(*config.num_threads));
   c10::InferenceMode inference_mode;
   while (true) {
-    std::shared_ptr<Stream> s;
+    std::vector<std::shared_ptr<Stream>> group;
     {
       std::unique_lock<std::mutex> lock(mutex);
-      cv.wait(lock, [&] { return stop || (s = pick_locked()) != nullptr; });
-      if (stop) return;
-      s->running = true;
-      last_served = s->id;
+      cv.wait(lock, [&] { return stop || !(group = pick_group_locked()).empty(); });
+      if (stop) {
+        for (const auto& s : group) s->running = false;
+        return;
+      }
     }
-    std::optional<StreamChunk> chunk;
-    StreamState end = StreamState::kRunning;
+    std::vector<Stream*> raw;
+    for (const auto& s : group) raw.push_back(s.get());
+    std::vector<BlockOutcome> outcomes;
     std::string error;
     try {
-      chunk = runner->run(*s);
-    } catch (const StreamCancelled&) {
-      end = StreamState::kCancelled;
+      outcomes = runner->run(raw);
     } catch (const std::exception& e) {
-      end = StreamState::kFailed;
-      error = e.what();
+      error = e.what();  // a failed batch fails every stream in it
     }
     std::lock_guard<std::mutex> lock(mutex);
-    after_block_locked(s, std::move(chunk), end, error);
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (!error.empty()) {
+        after_block_locked(group[i], std::nullopt, StreamState::kFailed, error);
+      } else if (outcomes[i].cancelled) {
+        after_block_locked(group[i], std::nullopt, StreamState::kCancelled, "");
+      } else {
+        after_block_locked(group[i], std::move(outcomes[i].chunk), StreamState::kRunning, "");
+      }
+    }
   }
 }
 

@@ -44,6 +44,7 @@ void check_config(const EngineConfig& c, std::vector<std::string>& p) {
   if (!(std::isfinite(c.max_stream_s) && c.max_stream_s > 0))
     p.push_back("max_stream_s must be > 0");
   if (c.max_streams < 1) p.push_back("max_streams must be >= 1");
+  if (c.max_batch_streams < 1) p.push_back("max_batch_streams must be >= 1");
   if (c.kv_budget_bytes && *c.kv_budget_bytes < 1)
     p.push_back("kv_budget_bytes must be >= 1 or None");
   if (c.queue_depth < 1) p.push_back("queue_depth must be >= 1");
@@ -78,6 +79,7 @@ EngineConfig EngineConfig::from_json(const std::string& text) {
   c.audio_window_s = r.optional_number("audio_window_s");
   c.max_stream_s = r.number("max_stream_s");
   c.max_streams = r.integer("max_streams");
+  c.max_batch_streams = r.integer("max_batch_streams");
   c.kv_budget_bytes = r.optional_integer("kv_budget_bytes");
   c.queue_depth = r.integer("queue_depth");
   c.num_threads = r.optional_integer("num_threads");
@@ -123,8 +125,8 @@ std::string EngineConfig::to_json() const {
     << "\", \"first_block_frames\": " << optional_int_json(first_block_frames)
     << ", \"kv_budget_bytes\": " << optional_int_json(kv_budget_bytes) << ", \"latent_grid_hw\": ["
     << latent_grid_hw[0] << ", " << latent_grid_hw[1] << "], \"layout_kind\": \""
-    << layout_kind_name(layout_kind)
-    << "\", \"max_stream_s\": " << py_format::float_repr(max_stream_s)
+    << layout_kind_name(layout_kind) << "\", \"max_batch_streams\": " << max_batch_streams
+    << ", \"max_stream_s\": " << py_format::float_repr(max_stream_s)
     << ", \"max_streams\": " << max_streams
     << ", \"num_threads\": " << optional_int_json(num_threads)
     << ", \"page_size_tokens\": " << page_size_tokens << ", \"queue_depth\": " << queue_depth

@@ -1,4 +1,5 @@
-// BlockRunner: one block of one stream, the C++ twin of pipeline/stream.py generate_block:
+// BlockRunner: one block of each stream of a batch, the C++ twin of pipeline/stream.py
+// generate_block:
 //
 //   plan     block spec, RoPE tables (once per block, engine_rope.cc), sink rows
 //   noise    keyed noise for step 0; x = noise
@@ -8,9 +9,16 @@
 //            slot tables are rewritten on the device
 //   output   x0 of the last denoise pass, copied out as float32 [F, C, H, W] and [T, C]
 //
+// Batching: streams with equal BatchKeys run every pass together; per-stream inputs (tokens,
+// sigma, RoPE tables, text K/V and mask, history slots) are concatenated as the pass expects
+// (compile/denoiser_pass.py) and the outputs are split by row. Noise stays keyed per stream, so a
+// stream's blocks do not depend on what it was batched with (up to GEMM summation order).
+// [Padding unequal histories to one length would batch more often but needs a mask input the
+// single-stream pass does not have.]
+//
 // Re-noising follows schedule.py renoise bit for bit: (1 - s) * x0.float() + s * eps.float(),
 // eps first cast to the model dtype as the reference does. Cancellation is checked after every
-// pass; a cancelled block is never committed.
+// pass; a cancelled stream leaves the batch and its block is never committed.
 // Per-operator ATen headers (a fraction of ATen.h's compile time).
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 
@@ -19,11 +27,13 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/add.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/mul.h>
 #include <ATen/ops/tensor.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -127,7 +137,28 @@ BlockRunner::Latents BlockRunner::noise(const Stream& s, const BlockSpec& spec,
       audio.to(device_, dtype_)};
 }
 
-std::vector<at::Tensor> BlockRunner::block_inputs(const Stream& s, const BlockSpec& spec) const {
+struct BlockRunner::Member {
+  Stream* stream = nullptr;
+  size_t slot = 0;  // index in the group / outcome vector
+  BlockSpec spec;
+  std::vector<at::Tensor> inputs;  // this stream's pass inputs (tokens and sigma unset)
+  Latents x;                       // input of the next pass
+  Latents x0;                      // output of the last denoise pass
+  StageTimings t;
+  Clock::time_point start;
+};
+
+BatchKey BlockRunner::batch_key(const Stream& s) const {
+  const BlockSpec spec = s.layout.block(s.next_block);
+  return {spec.video_frames,
+          spec.audio_frames,
+          manifest_.audio_sink_tokens > 0 ? spec.sink_tokens : 0,
+          static_cast<int64_t>(s.video_table.history_slots().size()),
+          static_cast<int64_t>(s.audio_table.history_slots().size()),
+          s.text.mask.size(-1)};
+}
+
+std::vector<at::Tensor> BlockRunner::stream_inputs(const Stream& s, const BlockSpec& spec) const {
   std::vector<at::Tensor> in(manifest_.input_names.size());
   const std::vector<at::Tensor> rope = rope_inputs(manifest_, spec, config_.latent_grid_hw[0],
                                                    config_.latent_grid_hw[1], dtype_, device_);
@@ -153,27 +184,70 @@ std::vector<at::Tensor> BlockRunner::block_inputs(const Stream& s, const BlockSp
   return in;
 }
 
-std::vector<at::Tensor> BlockRunner::pass(std::vector<at::Tensor>& inputs, const Latents& x,
-                                          float sigma) {
-  inputs[index_of("video_tokens")] = x.video;
-  inputs[index_of("audio_tokens")] = x.audio;
-  inputs[index_of("sigma")] =
-      at::full({1}, sigma, at::TensorOptions().dtype(at::kFloat)).to(device_);
-  return backend_.run(inputs);
+std::vector<at::Tensor> BlockRunner::batch_inputs(const std::vector<Member*>& members) const {
+  std::vector<at::Tensor> in = members.front()->inputs;
+  if (members.size() == 1) return in;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const std::string& name = manifest_.input_names[i];
+    int64_t dim = -1;  // the axis the pass concatenates streams on (denoiser_pass.py)
+    if (name.rfind("rope_", 0) == 0 || name == "text_mask" || name == "video_slots" ||
+        name == "audio_slots") {
+      dim = 0;
+    } else if (name.rfind("text_", 0) == 0) {
+      dim = 1;  // text K/V [L, Lt, D] -> [L, B * Lt, D]
+    }
+    if (dim < 0 || !in[i].defined()) continue;
+    std::vector<at::Tensor> parts;
+    for (const Member* m : members) parts.push_back(m->inputs[i]);
+    in[i] = at::cat(parts, dim);
+  }
+  return in;
 }
 
-void BlockRunner::after_pass(Stream& s, StageTimings& t, double ms) {
-  t.pass_ms.push_back(ms);
-  s.passes_done.fetch_add(1);
+std::vector<at::Tensor> BlockRunner::pass(std::vector<at::Tensor>& inputs,
+                                          const std::vector<Member*>& members, bool refresh,
+                                          float sigma) {
+  std::vector<at::Tensor> video, audio;
+  for (const Member* m : members) {
+    video.push_back(m->x.video);
+    audio.push_back(m->x.audio);
+  }
+  const auto batch = static_cast<int64_t>(members.size());
+  inputs[index_of("video_tokens")] = batch == 1 ? video[0] : at::cat(video, 0);
+  inputs[index_of("audio_tokens")] = batch == 1 ? audio[0] : at::cat(audio, 0);
+  inputs[index_of("sigma")] =
+      at::full({batch}, sigma, at::TensorOptions().dtype(at::kFloat)).to(device_);
+  const Clock::time_point t0 = Clock::now();
+  std::vector<at::Tensor> out = backend_.run(inputs);
+  const double ms = ms_since(t0);
+  for (Member* m : members) {
+    (refresh ? m->t.refresh_ms : m->t.denoise_ms) += ms;
+    m->t.pass_ms.push_back(ms);
+    m->stream->passes_done.fetch_add(1);
+  }
   if (config_.debug_pass_delay_ms > 0) {
     std::this_thread::sleep_for(
         std::chrono::duration<double, std::milli>(config_.debug_pass_delay_ms));
   }
-  if (s.cancel_requested.load()) throw StreamCancelled{};
+  return out;
 }
 
-void BlockRunner::commit(Stream& s, const std::vector<at::Tensor>& outputs) {
-  const std::vector<at::Tensor> kv(outputs.begin() + 2, outputs.end());
+void BlockRunner::drop_cancelled(std::vector<Member*>& members,
+                                 std::vector<at::Tensor>& inputs) const {
+  const size_t before = members.size();
+  members.erase(std::remove_if(members.begin(), members.end(),
+                               [](const Member* m) { return m->stream->cancel_requested.load(); }),
+                members.end());
+  if (!members.empty() && members.size() != before) inputs = batch_inputs(members);
+}
+
+void BlockRunner::commit(Stream& s, const std::vector<at::Tensor>& outputs, int64_t row) const {
+  const int64_t batch = outputs[0].size(0);
+  std::vector<at::Tensor> kv;
+  for (size_t i = 2; i < outputs.size(); ++i) {
+    const int64_t tokens = outputs[i].size(1) / batch;
+    kv.push_back(outputs[i].narrow(1, row * tokens, tokens));
+  }
   pools_.append(kv, slots(s.video_table.inflight_slots()), slots(s.audio_table.inflight_slots()));
   s.video_table.commit();
   s.audio_table.commit();
@@ -194,59 +268,75 @@ StreamChunk BlockRunner::output(const BlockSpec& spec, const Latents& x0) const 
   return chunk;
 }
 
-StreamChunk BlockRunner::run(Stream& s) {
-  const Clock::time_point t_block = Clock::now();
-  StageTimings t;
-  Clock::time_point t0 = Clock::now();
-  const BlockSpec spec = s.layout.block(s.next_block);
-  if (!s.video_history.defined()) {
-    s.video_history = slots(s.video_table.history_slots());
-    s.audio_history = slots(s.audio_table.history_slots());
-  }
-  std::vector<at::Tensor> inputs = block_inputs(s, spec);
-  t.plan_ms = ms_since(t0);
-  t0 = Clock::now();
-  Latents x = noise(s, spec, 0);
-  t.noise_ms += ms_since(t0);
-  Latents x0;
-  std::vector<at::Tensor> out;
-  for (size_t i = 0; i < sigmas_.size(); ++i) {
-    t0 = Clock::now();
-    out = pass(inputs, x, sigmas_[i]);
-    x0 = {out[0], out[1]};
-    const double ms = ms_since(t0);
-    t.denoise_ms += ms;
-    after_pass(s, t, ms);
-    if (i + 1 < sigmas_.size()) {
-      t0 = Clock::now();
-      const Latents eps = noise(s, spec, static_cast<int64_t>(i) + 1);
-      x = {renoise(x0.video, eps.video, sigmas_[i + 1]),
-           renoise(x0.audio, eps.audio, sigmas_[i + 1])};
-      t.noise_ms += ms_since(t0);
+std::vector<BlockOutcome> BlockRunner::run(const std::vector<Stream*>& group) {
+  std::vector<BlockOutcome> outcomes(group.size());
+  std::vector<Member> storage(group.size());
+  std::vector<Member*> members;
+  for (size_t i = 0; i < group.size(); ++i) {
+    Member& m = storage[i];
+    Stream& s = *group[i];
+    m.stream = &s;
+    m.slot = i;
+    m.start = Clock::now();
+    m.spec = s.layout.block(s.next_block);
+    if (!s.video_history.defined()) {
+      s.video_history = slots(s.video_table.history_slots());
+      s.audio_history = slots(s.audio_table.history_slots());
     }
+    m.inputs = stream_inputs(s, m.spec);
+    m.t.plan_ms = ms_since(m.start);
+    m.t.batch_streams = static_cast<int64_t>(group.size());
+    const Clock::time_point t0 = Clock::now();
+    m.x = noise(s, m.spec, 0);
+    m.t.noise_ms += ms_since(t0);
+    members.push_back(&m);
+  }
+  std::vector<at::Tensor> inputs = batch_inputs(members);
+  for (size_t i = 0; i < sigmas_.size() && !members.empty(); ++i) {
+    const std::vector<at::Tensor> out = pass(inputs, members, /*refresh=*/false, sigmas_[i]);
+    for (size_t b = 0; b < members.size(); ++b) {
+      Member& m = *members[b];
+      m.x0 = {out[0].narrow(0, static_cast<int64_t>(b), 1),
+              out[1].narrow(0, static_cast<int64_t>(b), 1)};
+      const Clock::time_point t0 = Clock::now();
+      if (i + 1 < sigmas_.size()) {
+        const Latents eps = noise(*m.stream, m.spec, static_cast<int64_t>(i) + 1);
+        m.x = {renoise(m.x0.video, eps.video, sigmas_[i + 1]),
+               renoise(m.x0.audio, eps.audio, sigmas_[i + 1])};
+      }
+      m.t.noise_ms += ms_since(t0);
+    }
+    drop_cancelled(members, inputs);
   }
   const double s_ctx = static_cast<double>(config_.context_noise) / 1000.0;
-  Latents refresh_in = x0;
-  if (s_ctx > 0) {
-    t0 = Clock::now();
-    const Latents eps = noise(s, spec, static_cast<int64_t>(sigmas_.size()));
-    refresh_in = {renoise(x0.video, eps.video, s_ctx), renoise(x0.audio, eps.audio, s_ctx)};
-    t.noise_ms += ms_since(t0);
+  for (Member* m : members) {
+    m->x = m->x0;
+    if (s_ctx > 0) {
+      const Clock::time_point t0 = Clock::now();
+      const Latents eps = noise(*m->stream, m->spec, static_cast<int64_t>(sigmas_.size()));
+      m->x = {renoise(m->x0.video, eps.video, s_ctx), renoise(m->x0.audio, eps.audio, s_ctx)};
+      m->t.noise_ms += ms_since(t0);
+    }
   }
-  t0 = Clock::now();
-  out = pass(inputs, refresh_in, static_cast<float>(s_ctx));
-  t.refresh_ms = ms_since(t0);
-  after_pass(s, t, t.refresh_ms);
-  t0 = Clock::now();
-  commit(s, out);
-  t.commit_ms = ms_since(t0);
-  t0 = Clock::now();
-  StreamChunk chunk = output(spec, x0);
-  t.output_ms = ms_since(t0);
-  t.block_ms = ms_since(t_block);
-  chunk.timings = std::move(t);
-  ++s.next_block;
-  return chunk;
+  std::vector<at::Tensor> out;
+  if (!members.empty()) out = pass(inputs, members, /*refresh=*/true, static_cast<float>(s_ctx));
+  for (size_t b = 0; b < members.size(); ++b) {
+    Member& m = *members[b];
+    Stream& s = *m.stream;
+    if (s.cancel_requested.load()) continue;  // never committed
+    Clock::time_point t0 = Clock::now();
+    commit(s, out, static_cast<int64_t>(b));
+    m.t.commit_ms = ms_since(t0);
+    t0 = Clock::now();
+    StreamChunk chunk = output(m.spec, m.x0);
+    m.t.output_ms = ms_since(t0);
+    m.t.block_ms = ms_since(m.start);
+    chunk.timings = std::move(m.t);
+    ++s.next_block;
+    outcomes[m.slot].chunk = std::move(chunk);
+  }
+  for (size_t i = 0; i < group.size(); ++i) outcomes[i].cancelled = !outcomes[i].chunk.has_value();
+  return outcomes;
 }
 
 }  // namespace ofrt

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,6 @@
 #include "runtime/chunk_queue.h"
 
 namespace ofrt {
-
-//! Thrown by the runner between passes when the stream's cancellation was requested.
-struct StreamCancelled {};
 
 enum class StreamState { kRunning, kFinished, kCancelled, kFailed };
 
@@ -56,15 +54,35 @@ struct Stream {
   const std::chrono::steady_clock::time_point start_time;
 };
 
+//! What the runner made of one stream of a batch.
+struct BlockOutcome {
+  std::optional<StreamChunk> chunk;  //!< the committed block (nullopt when cancelled)
+  bool cancelled = false;            //!< cancellation was requested between two passes
+};
+
+//! Shapes that must agree for streams to share a pass (see BlockRunner::run).
+struct BatchKey {
+  int64_t video_frames, audio_frames, sink_tokens, video_history, audio_history, text_tokens;
+  bool operator==(const BatchKey& o) const {
+    return video_frames == o.video_frames && audio_frames == o.audio_frames &&
+           sink_tokens == o.sink_tokens && video_history == o.video_history &&
+           audio_history == o.audio_history && text_tokens == o.text_tokens;
+  }
+};
+
 //! Generates blocks; shared by all streams of an engine, used by the worker thread only.
 class BlockRunner {
  public:
   BlockRunner(const EngineConfig& config, const ModelManifest& manifest, DenoiserBackend& backend,
               KvPoolTensors& pools);
 
-  //! Generates, commits and returns block `stream.next_block` (then increments it).
-  //! Throws StreamCancelled between passes when cancellation was requested.
-  StreamChunk run(Stream& stream);
+  //! The shapes of `stream`'s next block (streams with equal keys can be batched).
+  BatchKey batch_key(const Stream& stream) const;
+
+  //! Generates, commits and returns block `next_block` of every stream of `group` (equal batch
+  //! keys) in batched passes, then increments their next_block. A stream whose cancellation is
+  //! requested leaves the batch after the current pass and its block is not committed.
+  std::vector<BlockOutcome> run(const std::vector<Stream*>& group);
 
   at::ScalarType dtype() const { return dtype_; }
   const at::Device& device() const { return device_; }
@@ -76,12 +94,15 @@ class BlockRunner {
     at::Tensor video;  // tokens [1, Tv, C]
     at::Tensor audio;  // [1, Ta, C]
   };
+  struct Member;  // one stream's block in flight (engine_stream.cc)
   Latents noise(const Stream& s, const BlockSpec& spec, int64_t step) const;
-  std::vector<at::Tensor> pass(std::vector<at::Tensor>& inputs, const Latents& x, float sigma);
-  void commit(Stream& s, const std::vector<at::Tensor>& outputs);
-  void after_pass(Stream& s, StageTimings& t, double ms);
+  std::vector<at::Tensor> stream_inputs(const Stream& s, const BlockSpec& spec) const;
+  std::vector<at::Tensor> batch_inputs(const std::vector<Member*>& members) const;
+  std::vector<at::Tensor> pass(std::vector<at::Tensor>& inputs, const std::vector<Member*>& members,
+                               bool refresh, float sigma);
+  void drop_cancelled(std::vector<Member*>& members, std::vector<at::Tensor>& inputs) const;
+  void commit(Stream& s, const std::vector<at::Tensor>& outputs, int64_t row) const;
   StreamChunk output(const BlockSpec& spec, const Latents& x0) const;
-  std::vector<at::Tensor> block_inputs(const Stream& s, const BlockSpec& spec) const;
   size_t index_of(const std::string& name) const;
 
   const EngineConfig& config_;

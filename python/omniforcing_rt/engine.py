@@ -57,7 +57,8 @@ class StreamChunk(BlockTimestamps):
     """[T, C] float32 clean audio latents (CPU; sinks never appear)."""
     timings: dict[str, Any]
     """Per-stage wall times in ms: plan_ms, noise_ms, denoise_ms, refresh_ms, commit_ms,
-    output_ms, block_ms, and pass_ms (every pass in order)."""
+    output_ms, block_ms, pass_ms (every pass in order) and batch_streams (streams that shared
+    the block's passes; pass times are then those of the whole batch)."""
     ready_s: float
     """Seconds from the stream's start to this chunk being queued."""
 
@@ -153,14 +154,24 @@ class Engine:
     def from_pretrained(cls, model_or_dir: Any = "default", config: EngineConfig | None = None) -> Engine:
         """Load a model (name, directory or ``LoadedModel``), compile or reuse its package, start.
 
+        An engine directory written by ``omniforcing-rt export`` (it holds ``export.json``) is used
+        as is, without compiling: its manifest is checked against ``config`` (None: the config it
+        was exported with) and its artefacts against their recorded sha256.
+
         Raises:
-            ConfigError: invalid config (every problem listed).
+            ConfigError: invalid config (every problem listed), or one an engine directory was not
+                exported for.
+            CheckpointError: an engine directory with a missing or corrupt artefact, or whose
+                recomputed hash differs from its manifest.
             CacheCapacityError: the KV pools exceed ``kv_budget_bytes`` (nothing allocated).
             UnsupportedError: e.g. a CUDA config without CUDA.
         """
         from omniforcing_rt.compile.export import default_cache_dir, ensure_package, model_fingerprint, package_manifest
+        from omniforcing_rt.export.manifest import is_export_dir
         from omniforcing_rt.models import load_model
 
+        if is_export_dir(model_or_dir):
+            return cls._from_export_dir(Path(model_or_dir), config)
         loaded = model_or_dir if hasattr(model_or_dir, "model") else load_model(model_or_dir)
         cfg = (config or EngineConfig()).resolve(loaded.stream)
         conv = loaded.stream.convention
@@ -177,6 +188,16 @@ class Engine:
         native = _C.Engine(cfg.to_json(), str(package))
         log.debug("engine %s ready: %s", config_hash, dict(native.stats()))
         return cls(loaded, cfg, package, native)
+
+    @classmethod
+    def _from_export_dir(cls, root: Path, config: EngineConfig | None) -> Engine:
+        from omniforcing_rt.export.load import load_export
+
+        ex = load_export(root, config)
+        _C.plan_kv_cache(ex.config.to_json(), ex.package_manifest_json())
+        native = _C.Engine(ex.config.to_json(), str(ex.package_dir))
+        log.debug("engine %s ready from %s: %s", ex.manifest.config_hash, root, dict(native.stats()))
+        return cls(ex.loaded, ex.config, ex.package_dir, native)
 
     # ------------------------------------------------------------------------------ streams
     @property

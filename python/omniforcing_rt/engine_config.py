@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_KV_BUDGET_BYTES", "EngineConfig", "PACKAGE_FORMAT_VERSION"]
 DEFAULT_KV_BUDGET_BYTES = 4 << 30
 """Default page-pool budget (4 GiB)."""
 
-PACKAGE_FORMAT_VERSION = 1
+PACKAGE_FORMAT_VERSION = 2
 """Bumped whenever the exported pass's inputs, outputs or manifest change (part of the hash)."""
 
 _BLOCK_S_PER_FRAME = 8 / 24  # seconds per video latent (VIDEO_TEMPORAL_STRIDE / VIDEO_FPS)
@@ -69,6 +69,10 @@ class EngineConfig:
     kv_budget_bytes: int | None = DEFAULT_KV_BUDGET_BYTES
     """Memory budget of the page pools (both modalities, all layers, K and V); exceeding it
     raises CacheCapacityError at engine creation, before anything is allocated. None: no limit."""
+    max_batch_streams: int = 4
+    """Most streams the worker runs through one batched pass. Runnable streams at the same point
+    of the pass sequence with the same shapes (block kind, history length, text length) are
+    generated together; 1 runs every stream alone."""
     queue_depth: int = 2
     """Ready chunks buffered per stream; a stream with a full queue is not scheduled
     (back-pressure)."""
@@ -132,7 +136,7 @@ class EngineConfig:
                 p.append(f"{name} must be a positive number of seconds or None, got {v!r}")
         if not (_is_number(self.max_stream_s) and math.isfinite(self.max_stream_s) and self.max_stream_s > 0):
             p.append(f"max_stream_s must be a positive number, got {self.max_stream_s!r}")
-        for name in ("max_streams", "queue_depth"):
+        for name in ("max_streams", "max_batch_streams", "queue_depth"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 p.append(f"{name} must be a positive integer, got {v!r}")

@@ -195,6 +195,29 @@ def test_concurrent_streams_and_capacity(default_model, cache_dir):
         assert len(list(c)) == 1
 
 
+@pytest.mark.parametrize("max_batch", [4, 1])
+def test_streams_with_equal_shapes_share_batched_passes(default_model, cache_dir, max_batch):
+    """Three streams (one with another prompt) batch from the block where their histories agree;
+    every block still equals its own single-stream reference. max_batch_streams=1 never batches."""
+    engine = make_engine(default_model, cache_dir, video_window_s=1.0, audio_window_s=1.0, max_streams=3,
+                         queue_depth=4, max_batch_streams=max_batch)  # fmt: skip
+    jobs = [(PROMPT, 41), ("a dog barks", 42), (PROMPT, 43)]
+    streams = [engine.stream(p, seed=s, seconds=4.04) for p, s in jobs]
+    chunks = [list(st) for st in streams]
+    batch_sizes = [c.timings["batch_streams"] for cs in chunks for c in cs]
+    for (prompt, seed), got in zip(jobs, chunks):
+        refs = list(reference(engine, prompt, seed, 4))
+        assert max(max_diff(c, r) for c, r in zip(got, refs, strict=True)) <= TOL
+    for st in streams:
+        st.close()
+    if max_batch == 1:
+        assert set(batch_sizes) == {1}
+    else:
+        assert max(batch_sizes) == 3, batch_sizes  # blocks 1.. of all three in one pass
+        assert all(len(c.timings["pass_ms"]) == 5 for cs in chunks for c in cs)
+    assert engine.stats()["video_free_pages"] == engine.stats()["video_pool_pages"]
+
+
 def test_waiting_releases_the_gil(default_model, cache_dir):
     engine = make_engine(default_model, cache_dir, video_window_s=1.0, audio_window_s=1.0, debug_pass_delay_ms=40.0)
     ticks = []

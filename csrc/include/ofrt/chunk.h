@@ -21,6 +21,8 @@ struct StageTimings {
   double output_ms = 0.0;       //!< copying the latents out
   double block_ms = 0.0;        //!< the whole block, queue push excluded
   std::vector<double> pass_ms;  //!< every pass in order (denoise..., refresh)
+  int64_t batch_streams =
+      1;  //!< streams that shared this block's passes (pass times are the batch's)
 };
 
 //! One generated block.

@@ -36,6 +36,7 @@ struct EngineConfig {
   std::optional<double> audio_window_s;     //!< audio history besides block 0 (nullopt: all)
   double max_stream_s = 20.0;               //!< longest stream a window of None must hold
   int64_t max_streams = 2;                  //!< concurrent streams the pool is sized for
+  int64_t max_batch_streams = 4;            //!< most streams batched into one pass
   std::optional<int64_t> kv_budget_bytes;   //!< page-pool budget (nullopt: unlimited)
   int64_t queue_depth = 2;                  //!< ready chunks buffered per stream
   std::optional<int64_t> num_threads;       //!< intra-op threads of the worker (nullopt: torch's)

@@ -6,29 +6,32 @@ paged KV pool. :class:`DenoiserPass` is that function with every piece of state 
 tensor input, so ``torch.export`` captures it once and AOTInductor compiles it into a ``.pt2``
 package that ``torch::inductor::AOTIModelPackageLoader`` runs from C++.
 
-Inputs, in :data:`INPUT_NAMES` order (L layers, ps page size; ``Dv``/``Da`` video/audio widths,
-``Dx`` the A<->V inner dim; S = sink rows, 0 except block 0 of a model with sinks)::
+Inputs, in :data:`INPUT_NAMES` order (B streams batched into one pass, L layers, ps page size;
+``Dv``/``Da`` video/audio widths, ``Dx`` the A<->V inner dim; S = sink rows, 0 except block 0 of a
+model with sinks). Per-stream tensors whose rank has no batch axis carry the B streams
+concatenated along their token axis, so batch 1 is exactly the single-stream pass::
 
-    video_tokens            [1, Tv, Cv]     patchified video latents at the pass's noise level
-    audio_tokens            [1, Ta, Ca]     audio latents (sinks excluded)
+    video_tokens            [B, Tv, Cv]     patchified video latents at the pass's noise level
+    audio_tokens            [B, Ta, Ca]     audio latents (sinks excluded)
     sink_rows               [S] int64       rows of the model's sink tokens to prepend (arange(S))
-    sigma                   [1] float32     noise level of every token of the pass
+    sigma                   [B] float32     noise level of every token of each stream's pass
     rope_<table>_{cos,sin}  the four rotary tables of ``AVTransformer.rope`` (video, audio,
                             video_cross, audio_cross; audio tables carry S identity rows first),
-                            interleaved [1, T, D] or split [1, H, T, D / 2H]; computed once per
+                            interleaved [B, T, D] or split [B, H, T, D / 2H]; computed once per
                             block by the engine (csrc/runtime/engine_rope.cc)
-    text_{video,audio}_{k,v} [L, Lt, D]     per-prompt text K/V
-    text_mask               [1, 1, 1, Lt]   additive text mask (0 valid, -max padding)
+    text_{video,audio}_{k,v} [L, B * Lt, D] per-prompt text K/V, streams concatenated
+    text_mask               [B, 1, 1, Lt]   additive text mask (0 valid, -max padding)
     {video_self,v2a}_{k,v}  [L, Pv, ps, D]  the video-token page pools (K after norm + RoPE)
     {audio_self,a2v}_{k,v}  [L, Pa, ps, D]  the audio-token page pools
-    video_slots             [Hv] int64      pool slots (page * ps + offset) of the block's video
-                                            history in token order (rewritten only at commit)
-    audio_slots             [Ha] int64      same for audio history
+    video_slots             [B * Hv] int64  pool slots (page * ps + offset) of each stream's video
+                                            history in token order, streams concatenated (every
+                                            stream of a batch has the same history length)
+    audio_slots             [B * Ha] int64  same for audio history
 
-Outputs, in :data:`OUTPUT_NAMES` order: ``video_x0`` [1, Tv, Cv] and ``audio_x0`` [1, Ta, Ca]
+Outputs, in :data:`OUTPUT_NAMES` order: ``video_x0`` [B, Tv, Cv] and ``audio_x0`` [B, Ta, Ca]
 (x0 = x - sigma * v in fp32, as ``AVTransformer.to_x0``), then the block's own K/V per temporal
-cache stacked over layers: video_self [L, Tv, Dv], v2a [L, Tv, Dx], audio_self [L, S + Ta, Da],
-a2v [L, S + Ta, Dx].
+cache stacked over layers, streams concatenated: video_self [L, B * Tv, Dv], v2a [L, B * Tv, Dx],
+audio_self [L, B * (S + Ta), Da], a2v [L, B * (S + Ta), Dx].
 
 History semantics are exactly those of the reference hook (``pipeline/kv_cache.py``): every
 temporal attention attends over [history gathered from the pool, the block's own K/V], no mask.
@@ -43,7 +46,11 @@ Decisions (rejected alternatives in brackets):
 * History is gathered by slot, not by page, so a block need not fill whole pages and a page never
   holds two blocks (eviction frees whole pages). [Page lists plus a valid-token count only work
   when every block but the last fills whole pages.]
-* The noise level is one scalar per pass, so the six AdaLN MLPs run on one row and broadcast.
+* Streams are batched by concatenation on existing axes, not by a new batch axis on the text,
+  slot and K/V tensors. [A new axis changes every rank between batch 1 and batch B; this way the
+  batch-1 graph, its exports and the single-stream engine path are the same function.]
+* The noise level is one scalar per stream and pass, so the six AdaLN MLPs run on B rows and
+  broadcast over tokens.
   [The reference runs them per token: same values up to GEMM summation order, ~15 % more FLOPs
   at bench size.]
 * RoPE tables are inputs. [Computing them in the graph costs float64 cos/sin every pass, and
@@ -96,12 +103,14 @@ class _PagedHistory:
         self.new: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {c: [] for c in CACHE_ORDER}
 
     def __call__(self, layer: int, name: str, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.new[name].append((k[0], v[0]))
+        b, d = k.shape[0], k.shape[-1]
+        self.new[name].append((k.reshape(-1, d), v.reshape(-1, d)))
         pool_k, pool_v = self.pools[name]
         slots = self.slots[name]
-        hist_k = pool_k[layer].reshape(-1, pool_k.shape[-1]).index_select(0, slots)
-        hist_v = pool_v[layer].reshape(-1, pool_v.shape[-1]).index_select(0, slots)
-        return torch.cat([hist_k, k[0]], dim=0)[None], torch.cat([hist_v, v[0]], dim=0)[None]
+        h = slots.shape[0] // b  # explicit: reshape(b, -1, d) is ambiguous for block 0's empty history
+        hist_k = pool_k[layer].reshape(-1, d).index_select(0, slots).reshape(b, h, d)
+        hist_v = pool_v[layer].reshape(-1, d).index_select(0, slots).reshape(b, h, d)
+        return torch.cat([hist_k, k], dim=1), torch.cat([hist_v, v], dim=1)
 
     def outputs(self) -> list[torch.Tensor]:
         """The block's K/V per cache, stacked over layers, in :data:`OUTPUT_NAMES` order."""
@@ -122,12 +131,13 @@ class DenoiserPass(nn.Module):
         dtype = m.patchify_proj.weight.dtype
         vx = m.patchify_proj(a["video_tokens"].to(dtype))
         ax = m.audio_patchify_proj(a["audio_tokens"].to(dtype))
+        b = vx.shape[0]
         sinks = a["sink_rows"].shape[0] if m.config.audio_sink_tokens else 0
         if m.config.audio_sink_tokens:
             rows = m.audio_sink_tokens[0].to(dtype).index_select(0, a["sink_rows"])
-            ax = torch.cat([rows[None], ax], dim=1)
-        # Sinks take the first audio frame's noise level (spec B.4): the pass's one sigma.
-        sigma = a["sigma"].reshape(1, 1).to(torch.float32)
+            ax = torch.cat([rows[None].expand(b, -1, -1), ax], dim=1)
+        # Sinks take the first audio frame's noise level (spec B.4): the pass's one sigma per stream.
+        sigma = a["sigma"].reshape(b, 1).to(torch.float32)
         v_mod, v_e, a_mod, a_e, v_cross, a_cross, v_gate, a_gate = m._conditioning(sigma, sigma, conv)
         hook = _PagedHistory(
             {c: (a[f"{c}_k"], a[f"{c}_v"]) for c in CACHE_ORDER},
@@ -139,9 +149,14 @@ class DenoiserPass(nn.Module):
             rope=RopeSet(*((a[f"rope_{t}_cos"], a[f"rope_{t}_sin"]) for t in ROPE_TABLES)),
             masks={}, kv=hook,
         )  # fmt: skip
+        lt = a["text_mask"].shape[-1]
+
+        def per_stream(t: torch.Tensor) -> list[torch.Tensor]:  # [L, B * Lt, D] -> L x [B, Lt, D]
+            return list(t.reshape(t.shape[0], b, lt, t.shape[-1]).unbind(0))
+
         text = TextContext(
-            video_kv=list(zip(a["text_video_k"][:, None].unbind(0), a["text_video_v"][:, None].unbind(0))),
-            audio_kv=list(zip(a["text_audio_k"][:, None].unbind(0), a["text_audio_v"][:, None].unbind(0))),
+            video_kv=list(zip(per_stream(a["text_video_k"]), per_stream(a["text_video_v"]))),
+            audio_kv=list(zip(per_stream(a["text_audio_k"]), per_stream(a["text_audio_v"]))),
             mask=a["text_mask"],
         )
         for blk in m.transformer_blocks:

@@ -136,29 +136,33 @@ def package_manifest(
     }
 
 
-def _example_inputs(model: AVTransformer, convention: Convention, config: EngineConfig) -> dict[str, torch.Tensor]:
-    """Inputs of a plausible later block; every dynamic dim gets a distinct size >= 2."""
+def _example_inputs(
+    model: AVTransformer, convention: Convention, config: EngineConfig, batch: int = 2
+) -> dict[str, torch.Tensor]:
+    """Inputs of ``batch`` streams at a plausible later block; every dynamic dim gets a distinct
+    size >= 2 so export cannot specialise one to another."""
     cfg, dev, dt = model.config, torch.device(config.device), _DTYPES[config.dtype]
     tv, ta, sinks, hv, ha, lt, pv, pa, ps = 11, 7, 2, 13, 5, 3, 4, 6, config.page_size_tokens
-    video_rope = _example_rope(cfg.video_dim, cfg.num_attention_heads, tv, convention)
+    b = batch
+    video_rope = _example_rope(cfg.video_dim, cfg.num_attention_heads, tv, convention, b)
     audio_rows = ta + (sinks if cfg.audio_sink_tokens else 0)  # sink rows only when the model has sinks
-    audio_rope = _example_rope(cfg.audio_dim, cfg.audio_num_attention_heads, audio_rows, convention)
-    vx_rope = _example_rope(cfg.av_cross_dim, cfg.num_attention_heads, tv, convention)
-    ax_rope = _example_rope(cfg.av_cross_dim, cfg.audio_num_attention_heads, audio_rows, convention)
+    audio_rope = _example_rope(cfg.audio_dim, cfg.audio_num_attention_heads, audio_rows, convention, b)
+    vx_rope = _example_rope(cfg.av_cross_dim, cfg.num_attention_heads, tv, convention, b)
+    ax_rope = _example_rope(cfg.av_cross_dim, cfg.audio_num_attention_heads, audio_rows, convention, b)
     ex: dict[str, torch.Tensor] = {
-        "video_tokens": torch.randn(1, tv, cfg.in_channels),
-        "audio_tokens": torch.randn(1, ta, cfg.audio_in_channels),
+        "video_tokens": torch.randn(b, tv, cfg.in_channels),
+        "audio_tokens": torch.randn(b, ta, cfg.audio_in_channels),
         "sink_rows": torch.arange(sinks).clamp(max=max(cfg.audio_sink_tokens - 1, 0)),
-        "sigma": torch.tensor([0.5]),
-        "text_mask": torch.zeros(1, 1, 1, lt),
-        "video_slots": torch.randperm(pv * ps)[:hv],
-        "audio_slots": torch.randperm(pa * ps)[:ha],
+        "sigma": torch.rand(b),
+        "text_mask": torch.zeros(b, 1, 1, lt),
+        "video_slots": torch.randperm(pv * ps)[: b * hv],
+        "audio_slots": torch.randperm(pa * ps)[: b * ha],
     }
     for name, (cos, sin) in zip(ROPE_TABLES, (video_rope, audio_rope, vx_rope, ax_rope)):
         ex[f"rope_{name}_cos"], ex[f"rope_{name}_sin"] = cos, sin
     for m, d in (("video", cfg.video_dim), ("audio", cfg.audio_dim)):
-        ex[f"text_{m}_k"] = torch.randn(cfg.num_layers, lt, d)
-        ex[f"text_{m}_v"] = torch.randn(cfg.num_layers, lt, d)
+        ex[f"text_{m}_k"] = torch.randn(cfg.num_layers, b * lt, d)
+        ex[f"text_{m}_v"] = torch.randn(cfg.num_layers, b * lt, d)
     dims = {"video_self": cfg.video_dim, "v2a": cfg.av_cross_dim, "audio_self": cfg.audio_dim, "a2v": cfg.av_cross_dim}
     for c in CACHE_ORDER:
         pages = pv if c in VIDEO_CACHES else pa
@@ -171,26 +175,31 @@ def _example_inputs(model: AVTransformer, convention: Convention, config: Engine
     return out
 
 
-def _example_rope(dim: int, heads: int, tokens: int, convention: Convention) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = (1, heads, tokens, dim // (2 * heads)) if convention.rope_type.value == "split" else (1, tokens, dim)
+def _example_rope(
+    dim: int, heads: int, tokens: int, convention: Convention, batch: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    split = convention.rope_type.value == "split"
+    shape = (batch, heads, tokens, dim // (2 * heads)) if split else (batch, tokens, dim)
     angle = torch.rand(shape) * 6.28
     return angle.cos(), angle.sin()
 
 
 def _dynamic_shapes(convention: Convention) -> tuple[dict[int, Any] | None, ...]:
-    tv, ta = Dim("video_tokens", min=1), Dim("audio_tokens", min=1)
-    sinks, hv, ha = Dim("sink_rows", min=0), Dim("video_history", min=0), Dim("audio_history", min=0)
-    lt, pv, pa = Dim("text_tokens", min=1), Dim("video_pages", min=1), Dim("audio_pages", min=1)
+    # Concatenated per-stream axes (text B * Lt, slots B * H) are products of two dims, which
+    # export cannot declare: Dim.AUTO lets it derive them and guard the relation at run time.
+    batch, tv, ta = Dim("batch", min=1), Dim("video_tokens", min=1), Dim("audio_tokens", min=1)
+    sinks, lt = Dim("sink_rows", min=0), Dim("text_tokens", min=1)
+    pv, pa, auto = Dim("video_pages", min=1), Dim("audio_pages", min=1), Dim.AUTO
     tok = 2 if convention.rope_type.value == "split" else 1  # token axis of a rope table
     ds: dict[str, dict[int, Any] | None] = {
-        "video_tokens": {1: tv}, "audio_tokens": {1: ta}, "sink_rows": {0: sinks}, "sigma": None,
-        "text_mask": {3: lt}, "video_slots": {0: hv}, "audio_slots": {0: ha},
+        "video_tokens": {0: batch, 1: tv}, "audio_tokens": {0: batch, 1: ta}, "sink_rows": {0: sinks},
+        "sigma": {0: batch}, "text_mask": {0: batch, 3: lt}, "video_slots": {0: auto}, "audio_slots": {0: auto},
     }  # fmt: skip
     for name in ROPE_TABLES:  # audio tables have sinks + audio_tokens rows: let export derive it
-        d = tv if name.startswith("video") else Dim.AUTO
-        ds[f"rope_{name}_cos"] = ds[f"rope_{name}_sin"] = {tok: d}
+        d = tv if name.startswith("video") else auto
+        ds[f"rope_{name}_cos"] = ds[f"rope_{name}_sin"] = {0: batch, tok: d}
     for m in ("video", "audio"):
-        ds[f"text_{m}_k"] = ds[f"text_{m}_v"] = {1: lt}
+        ds[f"text_{m}_k"] = ds[f"text_{m}_v"] = {1: auto}
     for c in CACHE_ORDER:
         ds[f"{c}_k"] = ds[f"{c}_v"] = {1: pv if c in VIDEO_CACHES else pa}
     return tuple(ds[n] for n in INPUT_NAMES)
