@@ -36,7 +36,7 @@ import resource
 import statistics
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,43 @@ def run_engine(engine: Engine, prompt: str, seed: int, seconds: float) -> tuple[
     return _stats(t0, ready, frames, layout.duration_s, engine.stats()["pool_bytes"] + text_bytes), lat
 
 
+def run_engine_streams(engine: Engine, prompt: str, seed: int, seconds: float, streams: int) -> float:
+    """``streams`` concurrent streams (seeds seed..seed+n-1), each consumed by its own thread;
+    returns the aggregate generated video frames per wall second (all blocks, all streams)."""
+    import threading
+
+    frames = [0] * streams
+
+    def consume(i: int, stream: Any) -> None:
+        with stream:
+            frames[i] = sum(c.spec.pixel_frames for c in stream)
+
+    t0 = time.perf_counter()
+    handles = [engine.stream(prompt, seed=seed + i, seconds=seconds) for i in range(streams)]
+    threads = [threading.Thread(target=consume, args=(i, h)) for i, h in enumerate(handles)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(frames) / (time.perf_counter() - t0)
+
+
+def bench_streams(engine: Engine, prompt: str, seed: int, seconds: float, streams: int) -> dict[str, Any]:
+    """Aggregate throughput of ``streams`` concurrent streams, batched (the engine's
+    max_batch_streams) and unbatched (max_batch_streams=1, same package), in one process."""
+    out: dict[str, Any] = {"streams": streams}
+    for name, batch in (("batched", streams), ("unbatched", 1)):
+        cfg = replace(engine.config, max_streams=streams, max_batch_streams=batch)
+        eng = Engine.from_pretrained(engine.loaded, cfg)
+        try:
+            run_engine_streams(eng, prompt, seed + 1, eng.layout_for_blocks(2).duration_s, streams)  # warm-up
+            out[f"{name}_fps"] = run_engine_streams(eng, prompt, seed, seconds, streams)
+        finally:
+            eng.close()
+    out["batching_gain"] = out["batched_fps"] / out["unbatched_fps"]
+    return out
+
+
 def _median_stats(runs: list[RunStats]) -> RunStats:
     d = {k: statistics.median(getattr(r, k) for r in runs) for k in asdict(runs[0])}
     d["blocks"], d["kv_bytes"], d["peak_rss_bytes"] = runs[0].blocks, runs[0].kv_bytes, runs[-1].peak_rss_bytes
@@ -181,12 +218,16 @@ def bench(
     model: str = "bench-cpu", *, seconds: float = 8.04, window_s: float | None = 3.0, seed: int = 0,
     prompt: str = "a red ball bounces on a wooden floor", threads: int | None = None, repeats: int = 1,
     compare: str | None = "reference", cache_dir: str | None = None, page_size_tokens: int = 64,
+    streams: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the benchmark and return the report dict (see the module docstring)."""
     from omniforcing_rt.compile.export import default_cache_dir
 
-    if compare not in (None, "reference"):
-        raise ConfigError("invalid bench options", [f"--compare must be 'reference', got {compare!r}"])
+    problems = [] if compare in (None, "reference") else [f"--compare must be 'reference', got {compare!r}"]
+    if not isinstance(streams, int) or streams < 1:
+        problems.append(f"--streams must be a positive integer, got {streams!r}")
+    if problems:
+        raise ConfigError("invalid bench options", problems)
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -216,6 +257,8 @@ def bench(
         "repeats": repeats, "engine_setup_s": setup_s, "environment": _environment(engine, threads),
         "engine_config": engine.config.to_dict(), "engine": asdict(_median_stats(eng_runs)),
     }  # fmt: skip
+    if streams > 1:
+        report["multi_stream"] = bench_streams(engine, prompt, seed, seconds, streams)
     if compare:
         ref = _median_stats(ref_runs)
         report["reference"] = asdict(ref)
@@ -243,6 +286,12 @@ def format_report(r: dict[str, Any]) -> str:
         f"model {r['model']}, {r['seconds']:.2f} s, window {r['window_s']} s, {env['threads']} threads, "
         f"torch {env['torch']}, commit {env['commit']}, config_hash {env['config_hash']}"
     )
+    if "multi_stream" in r:
+        m = r["multi_stream"]
+        out.append(
+            f"{m['streams']} concurrent streams: {m['batched_fps']:.1f} FPS batched, {m['unbatched_fps']:.1f} FPS "
+            f"one at a time (batching gain {m['batching_gain']:.2f}x)"
+        )
     if "speedup" in r:
         out.append(
             f"speedup (fps) {r['speedup']:.2f}x, TTFC {r['ttfc_speedup']:.2f}x, max_abs_diff {r['max_abs_diff']:.2e}"

@@ -281,8 +281,10 @@ def test_bench_cli_reports_both(default_model, cache_dir, tmp_path):
 
     out = tmp_path / "bench.json"
     args = ["bench", "--model", "default", "--compare", "reference", "--seconds", "3.04", "--page-size", "16"]
-    assert main([*args, "--cache-dir", cache_dir, "--json", str(out)]) == 0
+    assert main([*args, "--cache-dir", cache_dir, "--json", str(out), "--streams", "2"]) == 0
     r = json.loads(out.read_text())
+    m = r["multi_stream"]
+    assert m["streams"] == 2 and m["batched_fps"] > 0 and m["unbatched_fps"] > 0 and m["batching_gain"] > 0
     for side in ("engine", "reference"):
         assert r[side]["blocks"] == 3 and r[side]["ttfc_s"] > 0 and r[side]["fps"] > 0
         assert r[side]["block_ms_p50"] <= r[side]["block_ms_p99"]
