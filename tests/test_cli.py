@@ -28,6 +28,21 @@ def test_generate_rolling_report_is_flat(tmp_path: Path) -> None:
     assert lat["video"].shape == (4 + 3 * 7, 128, 4, 6) and lat["audio"].shape == (26 + 25 * 7, 128)
 
 
+def test_generate_with_the_engine_equals_the_reference(tmp_path: Path, monkeypatch) -> None:
+    """``generate --engine`` streams through the compiled C++ engine: same latents (fp32, 1e-4)."""
+    monkeypatch.setenv("OFRT_CACHE_DIR", str(tmp_path / "engines"))
+    outs = {}
+    for name, extra in (("ref", []), ("engine", ["--engine"])):
+        out = tmp_path / name
+        argv = ["generate", "a dog barks", "--seconds", "3.04", "--window-seconds", "1", "--out", str(out), "--quiet"]
+        assert main([*argv, *extra]) == 0
+        outs[name] = load_file(str(out / "latents.safetensors"))
+        report = json.loads((out / "report.json").read_text())
+        assert [len(b["passes"]) for b in report["blocks"]] == [5, 5, 5]
+    for key in ("video", "audio"):
+        assert (outs["ref"][key] - outs["engine"][key]).abs().max().item() <= 1e-4
+
+
 def test_generate_rejects_invalid_duration(tmp_path: Path, capsys) -> None:
     assert main(["generate", "--seconds", "5.5", "--out", str(tmp_path)]) == 2
     assert "valid durations" in capsys.readouterr().err

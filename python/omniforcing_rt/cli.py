@@ -9,6 +9,11 @@ Commands:
   distill        train the student: ode-pairs, ode, dmd, bidir-dmd (see omniforcing_rt.distill)
   bench          stream with the C++ engine (and the eager reference loop with --compare reference):
                  TTFC, steady FPS, per-block p50/p99, real-time factor, memory, speedup
+  world          the synthetic audio-visual world: sample, dataset, score (omniforcing_rt.world)
+  evaluate       score the student (and teacher) on held-out world scenes: sync, prompt, fidelity, speed
+  export         write an engine directory: AOTInductor package, per-pass ONNX graphs, TensorRT
+                 engines where TensorRT exists, manifest with hashes (omniforcing_rt.export)
+  verify-export  run an engine directory against PyTorch, print max |diff| per output
 """
 
 from __future__ import annotations
@@ -77,14 +82,42 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     cfg = loaded.stream
     if args.window_seconds is not None:
         cfg = dataclasses.replace(cfg, video_window_s=args.window_seconds, audio_window_s=args.window_seconds)
-    layout = cfg.layout(1).for_seconds(cfg.layout_kind, args.seconds, cfg.latent_grid_hw[0] * cfg.latent_grid_hw[1],
-                                       block_frames=cfg.block_frames, first_block_frames=cfg.first_block_frames)
+    layout = cfg.layout(1).for_seconds(
+        cfg.layout_kind,
+        args.seconds,
+        cfg.latent_grid_hw[0] * cfg.latent_grid_hw[1],
+        block_frames=cfg.block_frames,
+        first_block_frames=cfg.first_block_frames,
+    )
     if loaded.text_encoder is None:
         log.warning("model %r has no text encoder: the prompt is hashed to seeded caption features", loaded.name)
     feats = loaded.prompt_features(args.prompt)
-    run = _Run(args, loaded, StreamingGenerator(loaded.model, cfg), layout,
-               loaded.model.encode_text(feats.video, feats.audio, feats.mask))  # fmt: skip
+    gen = (
+        _EngineGenerator(loaded, args.window_seconds, args.seconds)
+        if args.engine
+        else StreamingGenerator(loaded.model, cfg)
+    )
+    with torch.no_grad():
+        text = loaded.model.encode_text(feats.video, feats.audio, feats.mask)
+    run = _Run(args, loaded, gen, layout, text)
     return _generate_media(run) if mp4 else _generate_latents(run)
+
+
+class _EngineGenerator:
+    """``generate --engine``: the compiled C++ engine behind the generator's ``stream`` call."""
+
+    def __init__(self, loaded: Any, window_s: float | None, seconds: float) -> None:
+        from omniforcing_rt.engine import Engine, EngineConfig
+
+        cfg = EngineConfig(video_window_s=window_s, audio_window_s=window_s, max_stream_s=max(seconds, 1.0),
+                           max_streams=1, kv_budget_bytes=None)  # fmt: skip
+        log.info("compiling or loading the engine package (first use of a model compiles, ~1 min)")
+        self.engine = Engine.from_pretrained(loaded, cfg)
+
+    def stream(self, text: Any, seed: int, num_blocks: int) -> Any:
+        seconds = self.engine.layout_for_blocks(num_blocks).duration_s
+        with self.engine.stream(text, seed=seed, seconds=seconds) as stream:
+            yield from stream
 
 
 @dataclasses.dataclass
@@ -232,10 +265,17 @@ def _block_record(res: object, wall: float) -> dict:
         "audio_pts_s": res.audio_pts_s,  # type: ignore[attr-defined]
         "video_frames": res.spec.pixel_frames,  # type: ignore[attr-defined]
         "audio_samples": res.spec.audio_samples,  # type: ignore[attr-defined]
-        "kv_cache_bytes": res.kv_cache_bytes,  # type: ignore[attr-defined]
-        "passes": [{"kind": t.kind, "sigma": t.sigma, "seconds": t.seconds} for t in res.timings],  # type: ignore[attr-defined]
+        "kv_cache_bytes": getattr(res, "kv_cache_bytes", None),  # the engine's pool is preallocated
+        "passes": _pass_records(res.timings),  # type: ignore[attr-defined]
         "ready_s": wall,
     }
+
+
+def _pass_records(timings: Any) -> list[dict]:
+    if isinstance(timings, dict):  # engine StreamChunk: pass_ms in order, the last is the refresh
+        ms = timings["pass_ms"]
+        return [{"kind": "refresh" if i == len(ms) - 1 else "denoise", "seconds": t / 1000} for i, t in enumerate(ms)]
+    return [{"kind": t.kind, "sigma": t.sigma, "seconds": t.seconds} for t in timings]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -244,7 +284,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     loaded = load_model(args.model)
     cfg = loaded.model.config
     n = sum(p.numel() for p in loaded.model.parameters())
-    sys.stdout.write(json.dumps({"model": loaded.name, "parameters": n, "config": cfg.to_metadata(), "info": loaded.info}, indent=1) + "\n")
+    sys.stdout.write(
+        json.dumps({"model": loaded.name, "parameters": n, "config": cfg.to_metadata(), "info": loaded.info}, indent=1)
+        + "\n"
+    )
     return 0
 
 
@@ -255,15 +298,21 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="omniforcing-rt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="omniforcing-rt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="stream a clip to an mp4 (or latents + a per-block report to a directory)")
     g.add_argument("prompt", nargs="?", default="a red ball bounces on a wooden floor", help="text prompt")
     g.add_argument("--model", default="default", help="model name or directory (default: the embedded 'default')")
-    g.add_argument("--seconds", type=float, default=5.0, help="duration; must be a valid block duration (e.g. 5 -> 5.04 s)")
+    g.add_argument(
+        "--seconds", type=float, default=5.0, help="duration; must be a valid block duration (e.g. 5 -> 5.04 s)"
+    )
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--window-seconds", type=float, default=None, help="rolling KV window per modality (default: keep all)")
+    g.add_argument(
+        "--window-seconds", type=float, default=None, help="rolling KV window per modality (default: keep all)"
+    )
     g.add_argument("--out", default="out", help="CLIP.mp4: decode and write H.264 + AAC as the stream goes; "
                    "a directory: write latents.safetensors + report.json only")  # fmt: skip
     g.add_argument("--wav", default=None, metavar="PATH", help="also write the audio as 16-bit stereo WAV (mp4 mode)")
@@ -273,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save the latents (mp4 mode default: CLIP.latents.safetensors)")  # fmt: skip
     g.add_argument("--report", nargs="?", const="auto", default=None, metavar="PATH",
                    help="per-block JSON report (directory mode default: OUT/report.json; mp4 mode: CLIP.report.json)")  # fmt: skip
+    g.add_argument("--engine", action="store_true",
+                   help="generate with the compiled C++ engine (compiled once per model, then cached)")  # fmt: skip
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(fn=_cmd_generate)
     c = sub.add_parser("check-fixture", help="compare against a reference fixture; exit 1 beyond tolerance")
@@ -291,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_distill_arguments(d)
     d.set_defaults(fn=_cmd_distill)
     _add_bench_parser(sub)
+    from omniforcing_rt.world.command import add_parsers as add_world_parsers
+
+    add_world_parsers(sub)  # world sample / dataset / score, evaluate
+    from omniforcing_rt.export.command import add_export_parser, add_verify_parser
+
+    add_export_parser(sub)
+    add_verify_parser(sub)
     return ap
 
 
@@ -306,6 +364,8 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--threads", type=int, default=None, help="intra-op threads for both (default: torch's)")
     b.add_argument("--repeats", type=int, default=1, help="alternate the two this many times; report medians")
     b.add_argument("--page-size", type=int, default=64, help="KV page size in tokens")
+    b.add_argument("--streams", type=int, default=1,
+                   help="also measure N concurrent streams, batched and one at a time (aggregate FPS)")  # fmt: skip
     b.add_argument("--cache-dir", default=None, help="engine package cache (default: $OFRT_CACHE_DIR or ~/.cache)")
     b.set_defaults(fn=_cmd_bench)
 
@@ -317,6 +377,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     report = bench(
         args.model, seconds=args.seconds, window_s=window, seed=args.seed, prompt=args.prompt, threads=args.threads,
         repeats=args.repeats, compare=args.compare, cache_dir=args.cache_dir, page_size_tokens=args.page_size,
+        streams=args.streams,
     )  # fmt: skip
     sys.stdout.write(format_report(report) + "\n")
     if args.json:
