@@ -84,7 +84,7 @@ def _nvcc_key(common: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def nvcc_outputs(request: pytest.FixtureRequest) -> dict[str, object]:
+def nvcc_outputs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Compile every .cu to an object (keeping the PTX) and to a cubin, then link the .so.
 
     Successful results are kept in the pytest cache under a hash of the sources, flags and nvcc
@@ -94,7 +94,9 @@ def nvcc_outputs(request: pytest.FixtureRequest) -> dict[str, object]:
     if NVCC is None:
         pytest.skip("nvcc is not on PATH")
     common = ["-arch=sm_90a", "-std=c++17", "-O3", "-Xcompiler", "-fPIC,-Wall"]
-    out = Path(request.config.cache.mkdir(f"ofrt_nvcc_{_nvcc_key(common)}"))
+    name = f"ofrt_nvcc_{_nvcc_key(common)}"
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    out = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
     record = out / "results.json"
     if record.exists():
         return {"dir": out, "results": json.loads(record.read_text())}
