@@ -176,3 +176,25 @@ def test_dmd_with_loss_on_the_last_block_only(assets, tmp_path):
     assert max((gen[f"model.{k}"] - v).abs().max().item() for k, v in teacher.items()) > 0
     with pytest.raises(ConfigError, match="loss_blocks must be"):
         tiny_config("dmd", teacher=str(assets.teacher), dmd={"loss_blocks": "first"})
+
+
+def test_ema_shadow_lives_on_the_host_in_fp32():
+    """The EMA shadow is an fp32 host copy (spec D) and follows d * shadow + (1 - d) * param."""
+    from omniforcing_rt.distill.trainer import Ema
+
+    net = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    ema = Ema(0.5, start=1)
+    ema.update(net, 0)
+    assert ema.shadow is None  # not started
+    ema.update(net, 1)
+    first = {k: v.clone() for k, v in ema.shadow.items()}
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net, 2)
+    assert all(v.device.type == "cpu" and v.dtype == torch.float32 for v in ema.shadow.values())
+    assert torch.equal(ema.shadow["weight"], 0.5 * first["weight"] + 0.5 * net.weight.float())
+    full = ema.full_state()
+    assert torch.equal(full["bias"], first["bias"])
+    other = Ema(0.5, start=1)
+    other.load_full(net, full)
+    assert torch.equal(other.shadow["weight"], ema.shadow["weight"])

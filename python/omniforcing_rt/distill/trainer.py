@@ -57,12 +57,25 @@ def lr_at(cfg: OptimConfig, update: int, total: int) -> float:
 
 
 class Ema:
-    """fp32 exponential moving average of a module's parameters (sharded like the parameters)."""
+    """fp32 exponential moving average of a module's parameters, kept in host memory.
+
+    Each process keeps the shadow of its own shard (the parameters' local part under FSDP2) on the
+    CPU, as the release does (spec D: fp32 CPU shadow), so the EMA costs no accelerator memory.
+    [A device-resident shadow saves a host copy per update but doubles the shard's fp32 footprint
+    on the GPU, which is what limits the 19B run.] Whole tensors are gathered only to save.
+    """
 
     def __init__(self, decay: float, start: int) -> None:
         self.decay = decay
         self.start = start
         self.shadow: dict[str, torch.Tensor] | None = None
+        self._layout: dict[str, torch.Tensor] = {}  # name -> the parameter (for mesh / placements)
+
+    @staticmethod
+    def _local(p: torch.Tensor) -> torch.Tensor:
+        from torch.distributed.tensor import DTensor
+
+        return p.to_local() if isinstance(p, DTensor) else p
 
     @torch.no_grad()
     def update(self, module: nn.Module, step: int) -> None:
@@ -71,23 +84,37 @@ class Ema:
             return
         params = dict(module.named_parameters())
         if self.shadow is None:
-            self.shadow = {k: p.detach().float().clone() for k, p in params.items()}
+            self._layout = {k: p.detach() for k, p in params.items()}
+            self.shadow = {k: self._local(p.detach()).to("cpu", torch.float32, copy=True) for k, p in params.items()}
             return
         for k, p in params.items():
-            self.shadow[k].mul_(self.decay).add_(p.detach().float(), alpha=1.0 - self.decay)
+            host = self._local(p.detach()).to("cpu", torch.float32)
+            self.shadow[k].mul_(self.decay).add_(host, alpha=1.0 - self.decay)
 
     def full_state(self) -> dict[str, torch.Tensor] | None:
         """Whole tensors on CPU (a collective under FSDP: call on every process)."""
+        from torch.distributed.tensor import DTensor
+
         if self.shadow is None:
             return None
-        return {k: full_tensor(v).cpu() for k, v in self.shadow.items()}
+        out = {}
+        for k, v in self.shadow.items():
+            p = self._layout[k]
+            if isinstance(p, DTensor):
+                v = DTensor.from_local(v.to(p.device), p.device_mesh, p.placements, shape=p.shape, stride=p.stride())
+            out[k] = full_tensor(v).cpu()
+        return out
 
     def load_full(self, module: nn.Module, state: dict[str, torch.Tensor]) -> None:
         params = dict(module.named_parameters())
         missing = sorted(set(params) - set(state))
         if missing:
             raise CheckpointError(f"EMA state lacks {missing[:4]}")
-        self.shadow = {k: like_param(state[k].float(), p.detach()).float() for k, p in params.items()}
+        self._layout = {k: p.detach() for k, p in params.items()}
+        self.shadow = {
+            k: self._local(like_param(state[k].float(), p.detach())).to("cpu", torch.float32, copy=True)
+            for k, p in params.items()
+        }
 
 
 @dataclass
