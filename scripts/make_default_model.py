@@ -30,7 +30,6 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -38,6 +37,7 @@ from torch import nn
 
 from omniforcing_rt.media import weights as mw
 from omniforcing_rt.media.audio_vae import AudioDecoder, AudioDecoderConfig
+from omniforcing_rt.media.default_metadata import DEFAULT_MEDIA_METADATA
 from omniforcing_rt.media.video_vae import VideoDecoder, VideoDecoderConfig
 from omniforcing_rt.media.vocoder import Vocoder, VocoderConfig
 from omniforcing_rt.model.config import ModelConfig
@@ -59,28 +59,7 @@ CONFIG = ModelConfig(
     audio_cross_attention_dim=32,
 )
 
-MEDIA_METADATA: dict[str, Any] = {
-    "vae": {
-        "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 16,
-        "norm_layer": "pixel_norm", "causal_decoder": False, "timestep_conditioning": False,
-        "decoder_spatial_padding_mode": "reflect",
-        # Applied in reverse: compress_time x3 (8 frames per latent), then compress_space (x2).
-        "decoder_blocks": [["compress_space", {}], ["compress_time", {}], ["compress_time", {}], ["compress_time", {}]],
-    },
-    "audio_vae": {
-        "model": {"params": {"sampling_rate": 16000, "ddconfig": {
-            "ch": 128, "out_ch": 2, "ch_mult": [1, 1, 1], "num_res_blocks": 0, "attn_resolutions": [],
-            "resolution": 256, "z_channels": 8, "double_z": True, "norm_type": "pixel", "causality_axis": "height",
-            "dropout": 0.0, "mid_block_add_attention": False, "mel_bins": 64,
-        }}},
-        "preprocessing": {"stft": {"hop_length": 160, "causal": True}, "mel": {"n_mel_channels": 64}},
-    },
-    "vocoder": {
-        "resblock": "1", "stereo": True, "upsample_initial_channel": 32, "upsample_rates": [6, 5, 2, 2, 2],
-        "upsample_kernel_sizes": [16, 15, 8, 4, 4], "resblock_kernel_sizes": [3, 7, 11],
-        "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "output_sample_rate": 24000,
-    },
-}  # fmt: skip
+MEDIA_METADATA = DEFAULT_MEDIA_METADATA
 
 FP8 = torch.float8_e4m3fn
 

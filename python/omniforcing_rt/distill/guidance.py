@@ -30,7 +30,7 @@ from omniforcing_rt.model.patchify import patchify_video, unpatchify_video
 from omniforcing_rt.model.positions import audio_positions, video_positions
 from omniforcing_rt.model.transformer import AVTransformer, Modality, TextContext
 
-__all__ = ["cat_text", "cfg_x0", "clip_forward", "guided_x0", "perturbed"]
+__all__ = ["cat_text", "cfg_x0", "clip_forward", "clip_velocity", "guided_x0", "perturbed"]
 
 
 def cat_text(*texts: TextContext) -> TextContext:
@@ -94,6 +94,35 @@ def perturbed(
             h.remove()
 
 
+def clip_velocity(
+    model: AVTransformer,
+    convention: Convention,
+    text: TextContext,
+    video: torch.Tensor,
+    audio: torch.Tensor,
+    video_sigma: torch.Tensor,
+    audio_sigma: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bidirectional (unmasked) velocities of a whole clip (flow-matching training, samplers).
+
+    Args:
+        video: [B, F, C, H, W]; audio: [B, T, C]; video_sigma: [B, F]; audio_sigma: [B, T].
+
+    Returns:
+        (video velocity [B, F, C, H, W], audio velocity [B, T, C]).
+    """
+    b, f, _, h, w = video.shape
+    if video_sigma.shape != (b, f) or audio_sigma.shape != audio.shape[:2]:
+        raise InputError(f"sigmas {tuple(video_sigma.shape)}/{tuple(audio_sigma.shape)} do not match the clip")
+    tokens = patchify_video(video)
+    v_sigma = video_sigma.repeat_interleave(h * w, dim=1)
+    style, pdtype = convention.position_style, convention.position_dtype
+    vm = Modality(tokens, v_sigma, video_positions(0, f, h, w, b, style, pdtype).to(video.device))
+    am = Modality(audio, audio_sigma, audio_positions(0, audio.shape[1], b, style, pdtype).to(audio.device))
+    vv, av = model(vm, am, text, convention)
+    return unpatchify_video(vv, f, h, w), av
+
+
 def clip_forward(
     model: AVTransformer,
     convention: Convention,
@@ -111,16 +140,9 @@ def clip_forward(
     Returns:
         (video x0 [B, F, C, H, W], audio x0 [B, T, C]); grad follows the caller's grad mode.
     """
-    b, f, _, h, w = video.shape
-    if video_sigma.shape != (b, f) or audio_sigma.shape != audio.shape[:2]:
-        raise InputError(f"sigmas {tuple(video_sigma.shape)}/{tuple(audio_sigma.shape)} do not match the clip")
-    tokens = patchify_video(video)
-    v_sigma = video_sigma.repeat_interleave(h * w, dim=1)
-    style, pdtype = convention.position_style, convention.position_dtype
-    vm = Modality(tokens, v_sigma, video_positions(0, f, h, w, b, style, pdtype).to(video.device))
-    am = Modality(audio, audio_sigma, audio_positions(0, audio.shape[1], b, style, pdtype).to(audio.device))
-    vv, av = model(vm, am, text, convention)
-    video_x0 = unpatchify_video(AVTransformer.to_x0(tokens, vv, v_sigma), f, h, w)
+    vv, av = clip_velocity(model, convention, text, video, audio, video_sigma, audio_sigma)
+    # x0 = x - sigma * v per frame (AVTransformer.to_x0 in clip layout: the same elementwise ops)
+    video_x0 = (video.float() - video_sigma.float()[:, :, None, None, None] * vv.float()).to(video.dtype)
     return video_x0, AVTransformer.to_x0(audio, av, audio_sigma)
 
 
