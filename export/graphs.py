@@ -38,10 +38,10 @@ from omniforcing_rt.compile.denoiser_pass import (
     CACHE_ORDER,
     INPUT_NAMES,
     OUTPUT_NAMES,
-    ROPE_TABLES,
     VIDEO_CACHES,
     DenoiserPass,
 )
+from omniforcing_rt.compile.export import example_pass_inputs
 from omniforcing_rt.engine_config import EngineConfig
 from omniforcing_rt.errors import ConfigError
 from omniforcing_rt.model import attention as _attention
@@ -202,41 +202,13 @@ def example_inputs(
             "attention_mask": mask,
         }
         return {k: (v.to(dt) if v.is_floating_point() else v) for k, v in ex.items()}
-    ps, (hv, ha) = config.page_size_tokens, history
-    pv, pa = -(-hv // ps) + 1, -(-ha // ps) + 1
-    rows = spec.audio_tokens + spec.sink_tokens
-    ex = {
-        "video_tokens": torch.randn(1, spec.video_tokens, cfg.in_channels, generator=gen),
-        "audio_tokens": torch.randn(1, spec.audio_tokens, cfg.audio_in_channels, generator=gen),
-        "sink_rows": torch.arange(spec.sink_tokens),
-        "sigma": torch.tensor([0.7 if spec.kind == "denoise" else 0.0]),
-        "video_slots": torch.randperm(pv * ps, generator=gen)[:hv],
-        "audio_slots": torch.randperm(pa * ps, generator=gen)[:ha],
-    }
-    specs = {"video": (cfg.video_dim, cfg.num_attention_heads, spec.video_tokens),
-             "audio": (cfg.audio_dim, cfg.audio_num_attention_heads, rows),
-             "video_cross": (cfg.av_cross_dim, cfg.num_attention_heads, spec.video_tokens),
-             "audio_cross": (cfg.av_cross_dim, cfg.audio_num_attention_heads, rows)}  # fmt: skip
-    split = convention.rope_type.value == "split"
-    for t in ROPE_TABLES:
-        dim, heads, n = specs[t]
-        shape = (1, heads, n, dim // (2 * heads)) if split else (1, n, dim)
-        angle = torch.rand(shape, generator=gen) * 6.28
-        ex[f"rope_{t}_cos"], ex[f"rope_{t}_sin"] = angle.cos(), angle.sin()
-    lt = text_tokens
-    for m, d in (("video", cfg.video_dim), ("audio", cfg.audio_dim)):
-        ex[f"text_{m}_k"] = torch.randn(cfg.num_layers, lt, d, generator=gen)
-        ex[f"text_{m}_v"] = torch.randn(cfg.num_layers, lt, d, generator=gen)
-    text_mask = torch.zeros(1, 1, 1, lt)
-    text_mask[..., :2] = torch.finfo(dt).min
-    ex["text_mask"] = text_mask
-    dims = {"video_self": cfg.video_dim, "v2a": cfg.av_cross_dim, "audio_self": cfg.audio_dim, "a2v": cfg.av_cross_dim}
-    for c in CACHE_ORDER:
-        for kv in ("k", "v"):
-            pages = pv if c in VIDEO_CACHES else pa
-            ex[f"{c}_{kv}"] = torch.randn(cfg.num_layers, pages, ps, dims[c], generator=gen)
-    dev = torch.device(config.device)
-    return {k: (v.to(dev, dt) if v.is_floating_point() and k != "sigma" else v.to(dev)) for k, v in ex.items()}
+    ex = example_pass_inputs(
+        model, convention, config, tokens=(spec.video_tokens, spec.audio_tokens), sinks=spec.sink_tokens,
+        history=history, pages=(1, 1), text_tokens=text_tokens, batch=1,
+        sigma=0.7 if spec.kind == "denoise" else 0.0, generator=gen,
+    )  # fmt: skip
+    ex["text_mask"][..., :2] = torch.finfo(dt).min  # pad the first two text tokens: masking is exercised
+    return ex
 
 
 def dynamic_shapes(spec: GraphSpec) -> tuple[dict[int, Any] | None, ...]:

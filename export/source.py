@@ -3,7 +3,7 @@
 * a model name (``default``) or a model directory with ``model.json``: the official release
   layouts and our own exports load through :func:`omniforcing_rt.models.load_model` (LTX-2 single
   file, shards, index, fp8 files, a generator on top);
-* a training checkpoint written by our trainer (``step_XXXXXXXX.pt``,
+* a training checkpoint written by our trainer (``step_<8-digit step>.pt``,
   ``omniforcing_rt.distill/1``): exported to a model directory first with
   :func:`omniforcing_rt.distill.checkpoint.export_generator` (the geometry comes from the
   checkpoint's ``stream`` entry);

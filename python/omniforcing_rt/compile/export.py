@@ -49,6 +49,7 @@ from omniforcing_rt.model.transformer import AVTransformer
 __all__ = [
     "PACKAGE_FILE",
     "default_cache_dir",
+    "example_pass_inputs",
     "ensure_package",
     "model_fingerprint",
     "package_manifest",
@@ -141,47 +142,57 @@ def _example_inputs(
 ) -> dict[str, torch.Tensor]:
     """Inputs of ``batch`` streams at a plausible later block; every dynamic dim gets a distinct
     size >= 2 so export cannot specialise one to another."""
-    cfg, dev, dt = model.config, torch.device(config.device), _DTYPES[config.dtype]
-    tv, ta, sinks, hv, ha, lt, pv, pa, ps = 11, 7, 2, 13, 5, 3, 4, 6, config.page_size_tokens
-    b = batch
-    video_rope = _example_rope(cfg.video_dim, cfg.num_attention_heads, tv, convention, b)
-    audio_rows = ta + (sinks if cfg.audio_sink_tokens else 0)  # sink rows only when the model has sinks
-    audio_rope = _example_rope(cfg.audio_dim, cfg.audio_num_attention_heads, audio_rows, convention, b)
-    vx_rope = _example_rope(cfg.av_cross_dim, cfg.num_attention_heads, tv, convention, b)
-    ax_rope = _example_rope(cfg.av_cross_dim, cfg.audio_num_attention_heads, audio_rows, convention, b)
+    return example_pass_inputs(
+        model, convention, config, tokens=(11, 7), sinks=2, history=(13, 5), pages=(4, 6), text_tokens=3,
+        batch=batch, sigma=0.5, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+
+
+def example_pass_inputs(
+    model: AVTransformer, convention: Convention, config: EngineConfig, *, tokens: tuple[int, int], sinks: int,
+    history: tuple[int, int], pages: tuple[int, int], text_tokens: int, batch: int, sigma: float,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Random inputs of one :class:`DenoiserPass` call, laid out as the pass expects.
+
+    ``tokens`` = (video, audio) tokens per stream, ``sinks`` sink rows (audio tables carry them only
+    when the model has sinks), ``history`` = (video, audio) history tokens per stream, ``pages`` =
+    (video, audio) pool pages (at least one spare page is added when the history needs more).
+    Float tensors are in the config's dtype except ``sigma`` (fp32); all are on its device.
+    Shared by the engine package build and the export graphs (export/graphs.py).
+    """
+    cfg, ps, b, g = model.config, config.page_size_tokens, batch, generator
+    (tv, ta), (hv, ha), lt = tokens, history, text_tokens
+    pv, pa = max(pages[0], -(-b * hv // ps) + 1), max(pages[1], -(-b * ha // ps) + 1)
+    rows = ta + (sinks if cfg.audio_sink_tokens else 0)
     ex: dict[str, torch.Tensor] = {
-        "video_tokens": torch.randn(b, tv, cfg.in_channels),
-        "audio_tokens": torch.randn(b, ta, cfg.audio_in_channels),
+        "video_tokens": torch.randn(b, tv, cfg.in_channels, generator=g),
+        "audio_tokens": torch.randn(b, ta, cfg.audio_in_channels, generator=g),
         "sink_rows": torch.arange(sinks).clamp(max=max(cfg.audio_sink_tokens - 1, 0)),
-        "sigma": torch.rand(b),
+        "sigma": torch.full((b,), float(sigma)),
         "text_mask": torch.zeros(b, 1, 1, lt),
-        "video_slots": torch.randperm(pv * ps)[: b * hv],
-        "audio_slots": torch.randperm(pa * ps)[: b * ha],
+        "video_slots": torch.randperm(pv * ps, generator=g)[: b * hv],
+        "audio_slots": torch.randperm(pa * ps, generator=g)[: b * ha],
     }
-    for name, (cos, sin) in zip(ROPE_TABLES, (video_rope, audio_rope, vx_rope, ax_rope)):
-        ex[f"rope_{name}_cos"], ex[f"rope_{name}_sin"] = cos, sin
+    tables = {
+        "video": (cfg.video_dim, cfg.num_attention_heads, tv), "audio": (cfg.audio_dim, cfg.audio_num_attention_heads, rows),
+        "video_cross": (cfg.av_cross_dim, cfg.num_attention_heads, tv),
+        "audio_cross": (cfg.av_cross_dim, cfg.audio_num_attention_heads, rows),
+    }  # fmt: skip
+    split = convention.rope_type.value == "split"
+    for name in ROPE_TABLES:
+        dim, heads, n = tables[name]
+        angle = torch.rand((b, heads, n, dim // (2 * heads)) if split else (b, n, dim), generator=g) * 6.28
+        ex[f"rope_{name}_cos"], ex[f"rope_{name}_sin"] = angle.cos(), angle.sin()
     for m, d in (("video", cfg.video_dim), ("audio", cfg.audio_dim)):
-        ex[f"text_{m}_k"] = torch.randn(cfg.num_layers, b * lt, d)
-        ex[f"text_{m}_v"] = torch.randn(cfg.num_layers, b * lt, d)
+        ex[f"text_{m}_k"] = torch.randn(cfg.num_layers, b * lt, d, generator=g)
+        ex[f"text_{m}_v"] = torch.randn(cfg.num_layers, b * lt, d, generator=g)
     dims = {"video_self": cfg.video_dim, "v2a": cfg.av_cross_dim, "audio_self": cfg.audio_dim, "a2v": cfg.av_cross_dim}
     for c in CACHE_ORDER:
-        pages = pv if c in VIDEO_CACHES else pa
         for kv in ("k", "v"):
-            ex[f"{c}_{kv}"] = torch.randn(cfg.num_layers, pages, ps, dims[c])
-    out = {}
-    for k, t in ex.items():
-        t = t.to(dev)
-        out[k] = t.to(dt) if t.is_floating_point() and k != "sigma" else t
-    return out
-
-
-def _example_rope(
-    dim: int, heads: int, tokens: int, convention: Convention, batch: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    split = convention.rope_type.value == "split"
-    shape = (batch, heads, tokens, dim // (2 * heads)) if split else (batch, tokens, dim)
-    angle = torch.rand(shape) * 6.28
-    return angle.cos(), angle.sin()
+            ex[f"{c}_{kv}"] = torch.randn(cfg.num_layers, pv if c in VIDEO_CACHES else pa, ps, dims[c], generator=g)
+    dev, dt = torch.device(config.device), _DTYPES[config.dtype]
+    return {k: (t.to(dev, dt) if t.is_floating_point() and k != "sigma" else t.to(dev)) for k, t in ex.items()}
 
 
 def _dynamic_shapes(convention: Convention) -> tuple[dict[int, Any] | None, ...]:
